@@ -1,0 +1,85 @@
+"""The web app factory: `create_app(settings)` builds everything from settings and config."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from service.clients import ClientAddressResolver
+from service.config import AppConfig, load_config
+from service.crypto import PayloadCipher
+from service.db import make_engine
+from service.endpoints import health, pages, submit
+from service.outbox import OutboxWriter
+from service.pages import PageRenderer
+from service.publisher import TaskPublisher
+from service.settings import PROJECT_ROOT, Settings
+from service.state import AppState, resolve_secret
+from service.validation import FormValidator
+from workers.celery_app import create_celery
+
+log = logging.getLogger("intake.app")
+
+STATIC_DIR = PROJECT_ROOT / "service" / "static"
+
+
+def build_state(settings: Settings, config: AppConfig) -> AppState:
+    engine = make_engine(settings.database_url)
+    cipher = PayloadCipher(settings.encryption_key.reveal())
+    if not cipher.encrypts:
+        log.warning("INTAKE_ENCRYPTION_KEY is not set: personal fields are stored unencrypted")
+    state = AppState(
+        settings=settings,
+        config=config,
+        engine=engine,
+        writer=OutboxWriter(engine, timedelta(seconds=settings.duplicate_window_seconds)),
+        publisher=TaskPublisher(create_celery(settings, include_tasks=False)),
+        cipher=cipher,
+        pages=PageRenderer(
+            settings.templates_dir,
+            {"organization": config.organization, "public_url": settings.public_url},
+        ),
+        clients=ClientAddressResolver(settings.trusted_proxies),
+        secret=resolve_secret(settings),
+    )
+    for name, form in config.forms.items():
+        state.validators[name] = FormValidator(
+            config, form, check_deliverability=settings.check_deliverability
+        )
+    return state
+
+
+def create_app(settings: Settings, config: AppConfig | None = None) -> Starlette:
+    """The ASGI app. Nothing is connected until its lifespan starts."""
+    app_config = config if config is not None else load_config(settings.config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = build_state(settings, app_config)
+        app.state.intake = state
+        await state.writer.start()
+        state.publisher.start()
+        try:
+            yield
+        finally:
+            await state.writer.stop()
+            state.publisher.stop()
+            state.engine.dispose()
+
+    routes = [
+        Route("/f/{form}", submit.submit, methods=["POST"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/thanks", pages.thanks, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

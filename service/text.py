@@ -1,0 +1,35 @@
+"""Text hygiene for everything a person (or a bot) types into a form."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Bidirectional overrides and isolates can make an admissions email show text in a different order
+# than it was typed (e.g. a reversed phone number); zero-width characters hide content.
+_INVISIBLE = dict.fromkeys(
+    map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200e\u200f\ufeff"),
+    None,
+)
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def clean_text(value: str, *, multiline: bool = False) -> str:
+    """NFC, no control or invisible formatting characters; CR/LF only where lines are allowed."""
+    text = unicodedata.normalize("NFC", value).translate(_INVISIBLE)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    kept = []
+    for ch in text:
+        if ch == "\n":
+            kept.append("\n" if multiline else " ")
+        elif ch == "\t":
+            kept.append(" ")
+        elif unicodedata.category(ch) in {"Cc", "Cs", "Co", "Cn"} or ch in "\u2028\u2029\x85":
+            kept.append(" " if ch in "\u2028\u2029\x85" else "")
+        else:
+            kept.append(ch)
+    text = "".join(kept)
+    if multiline:
+        lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return _SPACES.sub(" ", text).strip()

@@ -1,0 +1,69 @@
+"""The Celery app, built from the same settings as the web app."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue  # type: ignore[attr-defined]
+
+from service.routing import QUEUES
+from service.settings import Settings
+
+DELIVER_TASK = "intake.deliver"
+SWEEP_TASK = "intake.sweep"
+PURGE_TASK = "intake.purge"
+PURGE_INTERVAL_SECONDS = 3600.0  # retention purge runs hourly; it is cheap when nothing is due
+
+
+def create_celery(settings: Settings, *, include_tasks: bool = True) -> Celery:
+    """A Celery app configured for at-least-once delivery with ids-only JSON messages."""
+    app = Celery("intake", include=["workers.tasks"] if include_tasks else [])
+    time_limit = settings.task_time_limit_seconds
+    socket_timeout = max(settings.redis_timeout_seconds, 0.1)
+    app.conf.update(
+        broker_url=settings.celery_broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=max(socket_timeout, 2.0),
+        broker_transport_options={
+            # Longer than any task can run, so an unacked message is redelivered only when its
+            # worker really died; the sweeper, not ETA messages, schedules retries.
+            "visibility_timeout": max(3600, int(time_limit * 4)),
+            "socket_timeout": max(socket_timeout, 5.0),
+            "socket_connect_timeout": max(socket_timeout, 2.0),
+            "queue_order_strategy": "priority",
+            "retry_on_timeout": False,
+        },
+        broker_pool_limit=4,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_time_limit=time_limit,
+        task_soft_time_limit=max(time_limit - 10, time_limit * 0.8),
+        task_queues=[Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
+        task_default_queue="admissions",
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=False,
+        beat_schedule={
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"queue": "urgent", "expires": settings.sweep_interval_seconds * 2},
+            },
+            "purge": {
+                "task": PURGE_TASK,
+                "schedule": PURGE_INTERVAL_SECONDS,
+                "options": {"queue": "backlog", "expires": PURGE_INTERVAL_SECONDS},
+            },
+        },
+        beat_schedule_filename=f"{settings.var_dir}/celerybeat-schedule",
+        enable_utc=True,
+    )
+    app.conf.intake_settings = settings
+    return app

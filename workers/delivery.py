@@ -1,0 +1,373 @@
+"""One delivery attempt: claim the row, send, record the outcome. Plain functions; tasks are thin.
+
+The claim is a compare-and-set on the row, so of any number of workers holding a message for
+the same delivery, exactly one sends; the others find it claimed or sent and do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from service.crypto import PayloadError
+from service.db import utcnow
+from service.models import (
+    ADMISSIONS,
+    AUTOREPLY,
+    FAILED,
+    FALLBACK,
+    PENDING,
+    RETRYING,
+    SENDING,
+    SENT,
+    WEBHOOK,
+    attempts,
+    deliveries,
+    submissions,
+)
+from service.outbox import new_id
+from service.routing import URGENT_PRIORITY, queue_for
+from workers.content import SubmissionView, admissions_context, autoreply_context
+from workers.context import WorkerContext
+from workers.messages import build_email, fallback_notice
+from workers.rendering import ADMISSIONS_TEMPLATE, AUTOREPLY_TEMPLATES
+from workers.retry import DeliveryError, PermanentFailure, TemporaryFailure
+from workers.smtp import SendReport
+
+log = logging.getLogger("intake.delivery")
+
+FALLBACK_ROUTE_PREFIX = "fallback-of:"
+
+
+@dataclass
+class Claim:
+    """A delivery this worker now owns until its lease ends, with what it needs to send."""
+
+    delivery: dict[str, Any]
+    submission: dict[str, Any]
+    attempt: int
+    started_at: datetime
+
+    @property
+    def id(self) -> str:
+        return str(self.delivery["id"])
+
+    def remaining(self) -> list[str]:
+        done = set(json.loads(self.delivery["delivered_to"])) | set(
+            json.loads(self.delivery["refused"])
+        )
+        return [r for r in json.loads(self.delivery["recipients"]) if r not in done]
+
+
+@dataclass
+class Outcome:
+    state: str
+    code: int | None = None
+    error: str = ""
+    accepted: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    fallback_id: str = ""
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        and_(deliveries.c.state.in_((PENDING, RETRYING)), deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == SENDING, deliveries.c.lease_until < now),
+    )
+
+
+def claim(context: WorkerContext, delivery_id: str, now: datetime | None = None) -> Claim | None:
+    """Take the delivery if it is due and nobody holds it; None when there is nothing to do."""
+    now = now or utcnow()
+    lease_until = now + timedelta(seconds=context.settings.lease_seconds)
+    with context.engine.begin() as connection:
+        result = connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, _claimable(now))
+            .values(
+                state=SENDING,
+                attempts=deliveries.c.attempts + 1,
+                lease_until=lease_until,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:
+            return None
+        delivery = (
+            connection.execute(select(deliveries).where(deliveries.c.id == delivery_id))
+            .mappings()
+            .one()
+        )
+        submission = (
+            connection.execute(
+                select(submissions).where(submissions.c.id == delivery["submission_id"])
+            )
+            .mappings()
+            .one()
+        )
+    return Claim(dict(delivery), dict(submission), int(delivery["attempts"]), now)
+
+
+def process(context: WorkerContext, delivery_id: str) -> Outcome | None:
+    """Claim, send and record one delivery; None when another worker has it or it is done."""
+    owned = claim(context, delivery_id)
+    if owned is None:
+        return None
+    outcome = attempt(context, owned)
+    record(context, owned, outcome)
+    if outcome.fallback_id:
+        context.publish(outcome.fallback_id, queue_for(URGENT_PRIORITY))
+    log.info(
+        "delivery attempt",
+        extra={
+            "delivery_id": owned.id,
+            "submission_id": owned.delivery["submission_id"],
+            "kind": owned.delivery["kind"],
+            "attempt": owned.attempt,
+            "state": outcome.state,
+            "code": outcome.code,
+            "error": outcome.error,
+        },
+    )
+    return outcome
+
+
+def attempt(context: WorkerContext, owned: Claim) -> Outcome:
+    """Send once; every failure becomes an Outcome, never an exception out of here."""
+    try:
+        report = _send(context, owned)
+    except DeliveryError as exc:
+        return Outcome(
+            RETRYING if exc.temporary else FAILED,
+            code=exc.code,
+            error=exc.reason,
+            refused=exc.refused,
+        )
+    except SoftTimeLimitExceeded:
+        context.transport.close()
+        return Outcome(RETRYING, error="time limit reached while sending")
+    except PayloadError as exc:
+        return Outcome(FAILED, error=f"cannot read submission: {exc}")
+    except Exception as exc:  # a bug must not loop: record it, fail, and let admissions know
+        log.exception("delivery crashed", extra={"delivery_id": owned.id})
+        return Outcome(FAILED, error=f"internal error: {type(exc).__name__}")
+    state = RETRYING if report.deferred else SENT
+    error = ""
+    code = None
+    if report.deferred:
+        code, text = next(iter(report.deferred.values()))
+        error = f"{len(report.deferred)} recipient(s) deferred: {code} {text}"
+    elif report.refused:
+        code, text = next(iter(report.refused.values()))
+        error = f"{len(report.refused)} recipient(s) refused: {code} {text}"
+    return Outcome(state, code, error, report.accepted, list(report.refused))
+
+
+def _view(context: WorkerContext, owned: Claim) -> SubmissionView:
+    row = owned.submission
+    if row["payload"] is None:
+        raise PayloadError("the submission was purged before it could be delivered")
+    payload = context.cipher.open(row["payload"])
+    return SubmissionView(
+        id=row["id"],
+        form=row["form"],
+        created_at=row["created_at"],
+        language=row["language"],
+        urgent=bool(row["urgent"]),
+        person=payload.get("person", {}),
+        subject=str(payload.get("subject", "")),
+    )
+
+
+def _send(context: WorkerContext, owned: Claim) -> SendReport:
+    kind = owned.delivery["kind"]
+    recipients = owned.remaining()
+    if not recipients:
+        return SendReport()
+    if kind == WEBHOOK:
+        _send_webhook(context, owned)
+        return SendReport(accepted=recipients)
+    view = _view(context, owned)
+    reply_to = reply_name = ""
+    if kind == AUTOREPLY:
+        template = AUTOREPLY_TEMPLATES.get(view.language, AUTOREPLY_TEMPLATES["en"])
+        rendered = context.renderer.render(template, autoreply_context(context.config, view))
+    else:
+        reason = _fallback_reason(context, owned) if kind == FALLBACK else ""
+        try:
+            rendered = context.renderer.render(
+                ADMISSIONS_TEMPLATE,
+                admissions_context(
+                    context.config,
+                    view,
+                    detail=context.settings.admissions_detail,
+                    fallback_reason=reason,
+                ),
+            )
+        except Exception:
+            if kind != FALLBACK:
+                raise
+            # The last line of defence must not depend on a template rendering.
+            rendered = fallback_notice(view.id, reason, context.config.organization.name)
+        if view.person.get("email") and view.person.get("email_ok") is not False:
+            reply_to = str(view.person["email"])
+            reply_name = str(view.person.get("name", ""))
+    message = build_email(
+        rendered,
+        sender=context.sender,
+        to=recipients,
+        message_id=owned.delivery["message_id"],
+        date=owned.delivery["created_at"],
+        reply_to=reply_to,
+        reply_to_name=reply_name,
+        auto_reply=kind == AUTOREPLY,
+        urgent=view.urgent and kind != AUTOREPLY,
+    )
+    return context.transport.send(message, context.sender.addr_spec, recipients)
+
+
+def _send_webhook(context: WorkerContext, owned: Claim) -> None:
+    route = next((r for r in context.config.routes if r.name == owned.delivery["route"]), None)
+    if route is None or route.webhook is None:
+        raise PermanentFailure("the webhook's route is no longer configured")
+    view = _view(context, owned)
+    person = dict(view.person)
+    if context.settings.admissions_detail == "minimal":
+        person = {k: person[k] for k in ("name", "phone", "email", "best_time") if k in person}
+    payload = {
+        "type": "inquiry.created",
+        "id": owned.id,
+        "submission_id": view.id,
+        "form": view.form,
+        "received_at": view.created_at.isoformat(),
+        "urgent": view.urgent,
+        "language": view.language,
+        "person": person,
+    }
+    context.webhooks.post(route.webhook.url, route.webhook.secret, owned.id, payload)
+
+
+def _fallback_reason(context: WorkerContext, owned: Claim) -> str:
+    route = str(owned.delivery["route"] or "")
+    original = route.removeprefix(FALLBACK_ROUTE_PREFIX)
+    with context.engine.connect() as connection:
+        row = connection.execute(
+            select(deliveries.c.last_error, deliveries.c.recipients).where(
+                deliveries.c.id == original
+            )
+        ).first()
+    if row is None:
+        return "The admissions notification could not be delivered."
+    to = ", ".join(json.loads(row.recipients))
+    return f"The admissions notification to {to} could not be delivered: {row.last_error}"
+
+
+def record(
+    context: WorkerContext, owned: Claim, outcome: Outcome, now: datetime | None = None
+) -> None:
+    """Store the outcome and its attempt row; fenced, so a worker whose lease ran out and whose
+    delivery was taken over cannot overwrite the newer owner's state."""
+    now = now or utcnow()
+    row = owned.delivery
+    delivered = json.loads(row["delivered_to"]) + outcome.accepted
+    refused = json.loads(row["refused"]) + [r for r in outcome.refused if r not in delivered]
+    values: dict[str, Any] = {
+        "delivered_to": json.dumps(delivered),
+        "refused": json.dumps(refused),
+        "updated_at": now,
+        "lease_until": None,
+        "last_code": outcome.code,
+        "last_error": outcome.error[:200] or None,
+    }
+    state = outcome.state
+    if state == RETRYING:
+        next_at = context.policy.next_attempt(owned.attempt, row["created_at"], now)
+        if next_at is None:
+            state = FAILED
+            values["last_error"] = f"gave up after {owned.attempt} attempts: {outcome.error}"[:200]
+        else:
+            values["next_attempt_at"] = next_at
+    if state == SENT and not delivered:
+        state = FAILED
+    if state == SENT:
+        values["sent_at"] = now
+    values["state"] = state
+    outcome.state = state
+    with context.engine.begin() as connection:
+        result = connection.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id == owned.id,
+                deliveries.c.state == SENDING,
+                deliveries.c.attempts == owned.attempt,
+            )
+            .values(**values)
+        )
+        connection.execute(
+            insert(attempts).values(
+                delivery_id=owned.id,
+                number=owned.attempt,
+                started_at=owned.started_at,
+                finished_at=now,
+                outcome=_attempt_outcome(outcome, refused),
+                code=outcome.code,
+                error=outcome.error[:200] or None,
+            )
+        )
+        if result.rowcount != 1:
+            log.warning(
+                "delivery was taken over; outcome kept as an attempt only",
+                extra={"delivery_id": owned.id, "attempt": owned.attempt},
+            )
+            return
+        if state == FAILED and row["kind"] == ADMISSIONS:
+            outcome.fallback_id = _add_fallback(connection, context, row, now)
+
+
+def _attempt_outcome(outcome: Outcome, refused: list[str]) -> str:
+    if outcome.state == SENT:
+        return "partial" if refused else "sent"
+    if outcome.state == RETRYING:
+        return "temporary"
+    return "permanent"
+
+
+def _add_fallback(
+    connection: Connection, context: WorkerContext, row: dict[str, Any], now: datetime
+) -> str:
+    fallback_id = new_id()
+    domain = context.sender.domain
+    connection.execute(
+        insert(deliveries).values(
+            id=fallback_id,
+            submission_id=row["submission_id"],
+            kind=FALLBACK,
+            channel="email",
+            route=f"{FALLBACK_ROUTE_PREFIX}{row['id']}",
+            recipients=json.dumps(list(context.settings.fallback_email)),
+            delivered_to="[]",
+            refused="[]",
+            state=PENDING,
+            priority=URGENT_PRIORITY,
+            attempts=0,
+            message_id=f"<{fallback_id}@{domain}>",
+            created_at=now,
+            updated_at=now,
+            next_attempt_at=now,
+            enqueued_at=now,
+        )
+    )
+    log.warning(
+        "admissions notification failed; fallback queued",
+        extra={"delivery_id": row["id"], "fallback_id": fallback_id},
+    )
+    return fallback_id
+
+
+__all__ = ["Claim", "Outcome", "TemporaryFailure", "attempt", "claim", "process", "record"]

@@ -1,0 +1,198 @@
+"""SMTP transport: one reused connection per worker process, each reply classified.
+
+Each step of the dialogue is sent by hand (MAIL, RCPT per recipient, DATA) so that we know
+exactly how far a message got: a failure before DATA is safe to retry at once on a fresh
+connection; a connection lost after the final dot may have delivered, and is retried later
+with the same Message-ID (the one duplicate window this design cannot close).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+
+from service.settings import Settings
+from workers.retry import DeliveryError, PermanentFailure, TemporaryFailure, smtp_failure
+
+IDLE_SECONDS = 30.0  # a connection idle longer than this is closed rather than trusted
+MAX_MESSAGES_PER_CONNECTION = 200  # servers throttle long sessions; start afresh now and then
+
+_CONNECTION_ERRORS = (OSError, smtplib.SMTPException, ssl.SSLError)
+
+
+@dataclass
+class SendReport:
+    accepted: list[str] = field(default_factory=list)
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)  # permanent, per recipient
+    deferred: dict[str, tuple[int, str]] = field(default_factory=dict)  # temporary, per recipient
+
+
+def _text(reply: bytes | str) -> str:
+    raw = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(raw.split())[:160]
+
+
+class SmtpTransport:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._connection: smtplib.SMTP | None = None
+        self._last_used = 0.0
+        self._sent_on_connection = 0
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.quit()
+            except _CONNECTION_ERRORS:
+                connection.close()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                connection.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self._settings
+        try:
+            connection: smtplib.SMTP
+            if s.smtp_security == "tls":
+                connection = smtplib.SMTP_SSL(
+                    s.smtp_host,
+                    s.smtp_port,
+                    timeout=s.smtp_timeout_seconds,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                connection = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
+            connection.ehlo()
+            if s.smtp_security == "starttls":
+                connection.starttls(context=ssl.create_default_context())
+                connection.ehlo()
+            if s.smtp_username:
+                connection.login(s.smtp_username, s.smtp_password.reveal())
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TemporaryFailure(f"SMTP login refused: {exc.smtp_code}", exc.smtp_code) from exc
+        except smtplib.SMTPConnectError as exc:
+            raise TemporaryFailure(
+                f"SMTP refused the connection: {exc.smtp_code}", exc.smtp_code
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise TemporaryFailure(f"SMTP greeting {exc.smtp_code}", exc.smtp_code) from exc
+        except TimeoutError as exc:
+            raise TemporaryFailure("SMTP connect timed out") from exc
+        except _CONNECTION_ERRORS as exc:
+            raise TemporaryFailure(f"SMTP connection failed: {type(exc).__name__}") from exc
+        self._sent_on_connection = 0
+        return connection
+
+    def _fresh_enough(self) -> bool:
+        return (
+            self._connection is not None
+            and time.monotonic() - self._last_used < IDLE_SECONDS
+            and self._sent_on_connection < MAX_MESSAGES_PER_CONNECTION
+        )
+
+    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> SendReport:
+        """Send to recipients; report per-recipient outcomes, or raise when nothing went out."""
+        if not self._fresh_enough():
+            self.close()
+        reused = self._connection is not None
+        if self._connection is None:
+            self._connection = self._connect()
+        try:
+            return self._transaction(self._connection, message, sender, recipients)
+        except _StaleConnection:
+            # The server had dropped our idle connection before MAIL: nothing was sent.
+            self._drop()
+            if not reused:
+                raise TemporaryFailure("SMTP connection closed before MAIL") from None
+            self._connection = self._connect()
+            try:
+                return self._transaction(self._connection, message, sender, recipients)
+            except _StaleConnection:
+                self._drop()
+                raise TemporaryFailure("SMTP connection closed before MAIL") from None
+        finally:
+            self._last_used = time.monotonic()
+
+    def _transaction(
+        self, connection: smtplib.SMTP, message: EmailMessage, sender: str, recipients: list[str]
+    ) -> SendReport:
+        report = SendReport()
+        options: list[str] = []
+        if not all(address.isascii() for address in [sender, *recipients]):
+            if not connection.has_extn("smtputf8"):
+                raise PermanentFailure("the address needs SMTPUTF8, which the server lacks")
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        try:
+            code, reply = connection.mail(sender, options)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _StaleConnection from exc
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            raise TemporaryFailure(f"SMTP MAIL failed: {type(exc).__name__}") from exc
+        if code != 250:
+            self._reset(connection)
+            raise smtp_failure(code, f"MAIL FROM refused: {code} {_text(reply)}")
+        try:
+            for recipient in recipients:
+                code, reply = connection.rcpt(recipient)
+                if code in (250, 251):
+                    report.accepted.append(recipient)
+                elif 400 <= code < 500:
+                    report.deferred[recipient] = (code, _text(reply))
+                else:
+                    report.refused[recipient] = (code, _text(reply))
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            raise TemporaryFailure(f"SMTP RCPT failed: {type(exc).__name__}") from exc
+        if not report.accepted:
+            self._reset(connection)
+            raise _no_recipient_failure(report)
+        try:
+            code, reply = connection.data(message.as_bytes(policy=SMTP_POLICY))
+        except smtplib.SMTPDataError as exc:  # refused before the message was sent (not 354)
+            self._reset(connection)
+            raise smtp_failure(exc.smtp_code, f"DATA refused: {exc.smtp_code}") from exc
+        except TimeoutError as exc:
+            self._drop()
+            raise TemporaryFailure("SMTP timed out during DATA; may have been delivered") from exc
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            raise TemporaryFailure(
+                f"SMTP connection lost during DATA ({type(exc).__name__}); may have been delivered"
+            ) from exc
+        if code != 250:
+            self._reset(connection)
+            raise smtp_failure(code, f"message refused after DATA: {code} {_text(reply)}")
+        self._sent_on_connection += 1
+        return report
+
+    def _reset(self, connection: smtplib.SMTP) -> None:
+        try:
+            connection.rset()
+        except _CONNECTION_ERRORS:
+            self._drop()
+
+
+class _StaleConnection(Exception):
+    """The reused connection was closed by the server before anything was sent."""
+
+
+def _no_recipient_failure(report: SendReport) -> DeliveryError:
+    failure: DeliveryError
+    if report.deferred:
+        code, reply = next(iter(report.deferred.values()))
+        failure = TemporaryFailure(f"every recipient deferred: {code} {reply}", code)
+    else:
+        code, reply = next(iter(report.refused.values()))
+        failure = PermanentFailure(f"every recipient refused: {code} {reply}", code)
+    failure.refused = list(report.refused)
+    return failure
