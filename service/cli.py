@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -94,6 +95,7 @@ def beat() -> None:
 
     settings = load_settings()
     _celery_logging()
+    Path(settings.var_dir).mkdir(parents=True, exist_ok=True)
     app = create_celery(settings)
     app.Beat(loglevel=settings.log_level).run()
 

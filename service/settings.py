@@ -95,6 +95,7 @@ class Settings:
     sweep_interval_seconds: float = 30.0
     lease_seconds: float = 120.0
     task_time_limit_seconds: float = 90.0
+    requeue_after_seconds: float = 300.0  # a published delivery unclaimed this long is re-published
     retention_days: int = 30
     quarantine_days: int = 14
     duplicate_window_seconds: int = 600

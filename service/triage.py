@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 # Phrases, lower-case and without accents, matched on word boundaries. Keep them specific enough
 # that everyday words do not trip them ("kill time"); test every addition (tests/test_triage.py).
@@ -88,6 +89,14 @@ def fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.lower())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return re.sub(r"\s+", " ", stripped.replace("\u2019", "'").replace("\u2018", "'"))
+
+
+def free_text(person: dict[str, Any], subject: str = "") -> list[str]:
+    """Every field a person writes freely: where a crisis may be mentioned."""
+    texts = [str(person.get(key) or "") for key in ("message", "best_time", "insurance")]
+    texts.extend(str(v) for v in dict(person.get("extras") or {}).values())
+    texts.append(subject)
+    return texts
 
 
 def crisis_phrases(*texts: str) -> list[str]:

@@ -113,6 +113,7 @@ def make_settings(tmp_path: Path, database_url: str, redis_url: str, smtp_port: 
         retry_lifetime_seconds=120.0,
         sweep_interval_seconds=0.5,
         lease_seconds=10.0,
+        requeue_after_seconds=3.0,
         task_time_limit_seconds=8.0,
         redis_timeout_seconds=0.5,
         log_format="json",
@@ -148,7 +149,8 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcess]:
     process = ServiceProcess(
-        settings, ["worker", "--concurrency", "2", "--name", f"w{secrets.token_hex(3)}@%h"],
+        settings,
+        ["worker", "--concurrency", "2", "--name", f"w{secrets.token_hex(3)}@%h"],
         tmp_path / "worker.log",
     ).start()
     yield process

@@ -22,12 +22,18 @@ XHR = {"X-Requested-With": "XMLHttpRequest"}
 
 def rows(engine: Engine, submission_id: str) -> tuple[dict, list[dict]]:
     with engine.connect() as connection:
-        sub = connection.execute(
-            select(submissions).where(submissions.c.id == submission_id)
-        ).mappings().one()
-        dels = connection.execute(
-            select(deliveries).where(deliveries.c.submission_id == submission_id)
-        ).mappings().all()
+        sub = (
+            connection.execute(select(submissions).where(submissions.c.id == submission_id))
+            .mappings()
+            .one()
+        )
+        dels = (
+            connection.execute(
+                select(deliveries).where(deliveries.c.submission_id == submission_id)
+            )
+            .mappings()
+            .all()
+        )
     return dict(sub), [dict(d) for d in dels]
 
 
@@ -57,9 +63,7 @@ def test_json_submission_is_stored_with_its_deliveries(
     assert sub["client_address"] == "127.0.0.1"
 
 
-def test_work_is_published_to_redis_with_ids_only(
-    client: httpx.Client, settings: Settings
-) -> None:
+def test_work_is_published_to_redis_with_ids_only(client: httpx.Client, settings: Settings) -> None:
     response = client.post("/f/contact", json=person())
     assert response.status_code == 202
     broker = redis.Redis.from_url(settings.redis_url)
@@ -89,7 +93,9 @@ def test_form_encoded_browser_post_redirects_to_thanks(
 
 
 def test_multipart_without_files_is_accepted(client: httpx.Client, engine: Engine) -> None:
-    response = client.post("/f/contact", files={k: (None, v) for k, v in person().items()}, headers=XHR)
+    response = client.post(
+        "/f/contact", files={k: (None, v) for k, v in person().items()}, headers=XHR
+    )
     assert response.status_code == 202, response.text
     assert count_rows(engine) == (1, 2)
 
@@ -108,7 +114,12 @@ def test_next_redirect_only_to_allowed_origins(client: httpx.Client) -> None:
     assert ok.headers["location"] == "https://www.example.org/thank-you"
     relative = client.post("/f/contact", data=person(_next="/merci", message="other text"))
     assert relative.headers["location"] == "/merci"
-    for evil in ("https://evil.example/x", "//evil.example", "/\\evil.example", "javascript:alert(1)"):
+    for evil in (
+        "https://evil.example/x",
+        "//evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ):
         response = client.post("/f/contact", data=person(_next=evil, message=f"try {evil}"))
         assert response.headers["location"] == "http://testserver.example/thanks", evil
 
@@ -173,14 +184,22 @@ def test_malformed_bodies_are_400(client: httpx.Client) -> None:
         (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
     ]
     for content, ctype in bad:
-        response = client.post("/f/contact", content=content, headers={"Content-Type": ctype, **XHR})
+        response = client.post(
+            "/f/contact", content=content, headers={"Content-Type": ctype, **XHR}
+        )
         assert response.status_code == 400, (content, response.status_code, response.text)
 
 
 def test_validation_errors_are_422_with_codes(client: httpx.Client, engine: Engine) -> None:
     response = client.post(
         "/f/contact",
-        json={"name": "", "email": "not-an-email", "phone": "12", "consent": "no", "state": "Atlantis"},
+        json={
+            "name": "",
+            "email": "not-an-email",
+            "phone": "12",
+            "consent": "no",
+            "state": "Atlantis",
+        },
     )
     assert response.status_code == 422
     body = response.json()
@@ -197,7 +216,8 @@ def test_validation_errors_are_422_with_codes(client: httpx.Client, engine: Engi
 
 def test_browser_validation_error_is_a_friendly_page(client: httpx.Client) -> None:
     response = client.post(
-        "/f/contact", data={"name": "Sam", "consent": "on"},
+        "/f/contact",
+        data={"name": "Sam", "consent": "on"},
         headers={"Referer": "https://www.example.org/contact"},
     )
     assert response.status_code == 422

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue  # type: ignore[attr-defined]
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from service.routing import QUEUES
 from service.settings import Settings
@@ -12,6 +12,11 @@ DELIVER_TASK = "intake.deliver"
 SWEEP_TASK = "intake.sweep"
 PURGE_TASK = "intake.purge"
 PURGE_INTERVAL_SECONDS = 3600.0  # retention purge runs hourly; it is cheap when nothing is due
+
+
+def _queue(name: str) -> Queue:
+    """A queue with its own direct exchange, so publishing to it lands in its own Redis list."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
 
 
 def create_celery(settings: Settings, *, include_tasks: bool = True) -> Celery:
@@ -45,7 +50,7 @@ def create_celery(settings: Settings, *, include_tasks: bool = True) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_time_limit=time_limit,
         task_soft_time_limit=max(time_limit - 10, time_limit * 0.8),
-        task_queues=[Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
+        task_queues=[_queue(name) for name in QUEUES],
         task_default_queue="admissions",
         worker_hijack_root_logger=False,
         worker_send_task_events=True,

@@ -30,7 +30,7 @@ from typing import Any
 import phonenumbers
 
 from service.config import WEEKDAYS, AppConfig
-from service.triage import crisis_phrases
+from service.triage import crisis_phrases, free_text
 from service.us_states import STATES
 
 # How close to closing time an inquiry still gets a same-day answer promise.
@@ -162,7 +162,7 @@ def admissions_context(
             "fallback_reason": fallback_reason,
             "submission_id": view.id,
             "crisis_phrases": (
-                crisis_phrases(str(person.get("message", "")), view.subject) if view.urgent else []
+                crisis_phrases(*free_text(person, view.subject)) if view.urgent else []
             ),
             "person": {
                 "name": str(person.get("name", "")),

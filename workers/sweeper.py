@@ -25,7 +25,7 @@ SWEEP_BATCH = 500  # publishes per sweep; a larger backlog drains over successiv
 
 def requeue_after(context: WorkerContext) -> timedelta:
     """How long a published delivery may sit unclaimed before we publish it again."""
-    return timedelta(seconds=max(context.settings.sweep_interval_seconds * 4, 10.0))
+    return timedelta(seconds=context.settings.requeue_after_seconds)
 
 
 def _due(now: datetime, stale: datetime) -> object:

@@ -23,7 +23,7 @@ from service.localredis import free_port
 
 @dataclass
 class Fault:
-    stage: str  # connect | mail | rcpt | data | drop | hang
+    stage: str  # connect | mail | rcpt | data | drop | hang (after DATA) | hang_mail
     code: int = 451
     times: int = 1  # how many times it fires; -1 for every time until cleared
     recipients: frozenset[str] = frozenset()  # rcpt faults: only these (empty: all)
@@ -72,7 +72,12 @@ class _Handler:
     def __init__(self, state: _State) -> None:
         self.state = state
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:  # noqa: N802, E501
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        stall = self.state.take("hang_mail")
+        if stall:
+            await asyncio.sleep(stall.seconds)
         fault = self.state.take("mail")
         if fault:
             return f"{fault.code} Sender refused by test"
@@ -80,14 +85,16 @@ class _Handler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:  # noqa: N802, E501
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         fault = self.state.take("rcpt", address)
         if fault:
             return f"{fault.code} Recipient {'deferred' if fault.code < 500 else 'refused'}"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = bytes(envelope.original_content or b"")
         fault = self.state.take("data")
         if fault:
@@ -146,11 +153,24 @@ class SmtpSink:
     def stop(self) -> None:
         self._controller.stop()
 
-    def fail(self, stage: str, code: int = 451, times: int = 1, recipients: tuple[str, ...] = (), seconds: float = 30.0) -> None:  # noqa: E501
+    def fail(
+        self,
+        stage: str,
+        code: int = 451,
+        times: int = 1,
+        recipients: tuple[str, ...] = (),
+        seconds: float = 30.0,
+    ) -> None:
         with self._state.lock:
             self._state.faults.append(
                 Fault(stage, code, times, frozenset(r.lower() for r in recipients), seconds)
             )
+
+    def armed(self, stage: str) -> int:
+        """How many more times faults of this stage will fire (-1: without end)."""
+        with self._state.lock:
+            counts = [f.times for f in self._state.faults if f.stage == stage]
+        return -1 if -1 in counts else sum(counts)
 
     def clear_faults(self) -> None:
         with self._state.lock:
@@ -168,7 +188,9 @@ class SmtpSink:
     def to(self, address: str) -> list[Received]:
         return [r for r in self.received if address.lower() in (a.lower() for a in r.recipients)]
 
-    def wait_for(self, count: int, timeout: float = 30.0, address: str | None = None) -> list[Received]:  # noqa: E501
+    def wait_for(
+        self, count: int, timeout: float = 30.0, address: str | None = None
+    ) -> list[Received]:
         """Wait until at least `count` messages (to `address`, when given) have arrived."""
         deadline = time.monotonic() + timeout
         while True:

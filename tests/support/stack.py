@@ -55,8 +55,14 @@ class LiveServer:
         self.port = free_port()
         self.app = create_app(settings, config)
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None,
-                           access_log=False, lifespan="on")
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -95,9 +101,12 @@ class ServiceProcess:
         env = {**os.environ, **self.settings.as_env(), "PYTHONUNBUFFERED": "1"}
         self._log = self.log_path.open("ab")
         self._offset = self.log_path.stat().st_size
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", *self.args],
-            env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         if ready:
@@ -105,7 +114,7 @@ class ServiceProcess:
         return self
 
     def log(self) -> str:
-        return self.log_path.read_bytes()[self._offset:].decode("utf-8", "replace")
+        return self.log_path.read_bytes()[self._offset :].decode("utf-8", "replace")
 
     def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -113,7 +122,9 @@ class ServiceProcess:
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"{self.args[0]} exited early:\n{self.log()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.args[0]} not {text!r} in {timeout}s:\n{self.log()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.args[0]} not {text!r} in {timeout}s:\n{self.log()[-3000:]}"
+                )
             time.sleep(0.1)
 
     @property
@@ -122,9 +133,16 @@ class ServiceProcess:
         return self.process.pid
 
     def signal(self, signum: int) -> None:
-        """Signal the whole process group (the Celery parent and its pool children)."""
+        """Signal the main process only, as an init system does: Celery's parent then shuts
+        its pool children down itself (a warm shutdown on SIGTERM)."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
+            os.kill(self.process.pid, signum)
+
+    def kill_group(self) -> None:
+        """SIGKILL the parent and every pool child at once: nothing gets to clean up."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is None:
@@ -134,15 +152,12 @@ class ServiceProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.process.wait()
+                self.kill_group()
         self._log.close()
         self.process = None
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.signal(signal.SIGKILL)
-            self.process.wait()
+        self.kill_group()
         self._log.close()
         self.process = None
 
