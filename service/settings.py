@@ -71,6 +71,7 @@ class Settings:
     smtp_password: Secret = field(default_factory=lambda: Secret(""))
     smtp_security: str = "none"  # none | starttls | tls
     smtp_timeout_seconds: float = 30.0
+    smtp_ca_file: str = ""  # CA bundle for a relay with a private certificate; empty: system CAs
     mail_from: str = "Care Team <care@example.org>"
     admissions_email: tuple[str, ...] = ("admissions@example.org",)
     fallback_email: tuple[str, ...] = ("admissions-fallback@example.org",)

@@ -58,6 +58,10 @@ class SmtpTransport:
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """Certificates are always verified; a private relay's CA can be named in settings."""
+        return ssl.create_default_context(cafile=self._settings.smtp_ca_file or None)
+
     def _connect(self) -> smtplib.SMTP:
         s = self._settings
         try:
@@ -67,13 +71,13 @@ class SmtpTransport:
                     s.smtp_host,
                     s.smtp_port,
                     timeout=s.smtp_timeout_seconds,
-                    context=ssl.create_default_context(),
+                    context=self._tls_context(),
                 )
             else:
                 connection = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
             connection.ehlo()
             if s.smtp_security == "starttls":
-                connection.starttls(context=ssl.create_default_context())
+                connection.starttls(context=self._tls_context())
                 connection.ehlo()
             if s.smtp_username:
                 connection.login(s.smtp_username, s.smtp_password.reveal())
@@ -133,11 +137,12 @@ class SmtpTransport:
             options = ["SMTPUTF8", "BODY=8BITMIME"]
         try:
             code, reply = connection.mail(sender, options)
-        except smtplib.SMTPServerDisconnected as exc:
-            raise _StaleConnection from exc
-        except _CONNECTION_ERRORS as exc:
+        except smtplib.SMTPResponseException as exc:
             self._drop()
-            raise TemporaryFailure(f"SMTP MAIL failed: {type(exc).__name__}") from exc
+            raise TemporaryFailure(f"SMTP MAIL failed: {exc.smtp_code}", exc.smtp_code) from exc
+        except _CONNECTION_ERRORS as exc:
+            # Closed, reset or timed out before MAIL was answered: nothing was sent.
+            raise _StaleConnection from exc
         if code != 250:
             self._reset(connection)
             raise smtp_failure(code, f"MAIL FROM refused: {code} {_text(reply)}")

@@ -1,0 +1,60 @@
+"""Routing: first matching rule, the default, on-call for urgent, webhooks, the person's wishes."""
+
+from __future__ import annotations
+
+from service.config import parse_config
+from service.routing import plan_deliveries, queue_for
+from service.settings import Settings
+
+SETTINGS = Settings(admissions_email=("desk@x.org",), oncall_email=("oncall@x.org",))
+CONFIG = parse_config(
+    {
+        "forms": {"contact": {}},
+        "routes": [
+            {"name": "es", "when": {"language": "es"}, "to": ["es@x.org"]},
+            {
+                "name": "crm",
+                "when": {"form": "contact", "program": "detox"},
+                "to": ["detox@x.org"],
+                "webhook": {"url": "https://crm.x.org/h", "secret": "s"},
+            },
+        ],
+    }
+)
+
+
+def kinds(plan):  # type: ignore[no-untyped-def]
+    return [(p.kind, p.recipients) for p in plan]
+
+
+def test_default_route_and_autoreply() -> None:
+    plan = plan_deliveries(CONFIG, SETTINGS, "contact", {"email": "p@y.org"}, "en", urgent=False)
+    assert kinds(plan) == [("admissions", ("desk@x.org",)), ("autoreply", ("p@y.org",))]
+
+
+def test_first_match_wins_and_webhook_rides_along() -> None:
+    person = {"program": "detox", "email": "p@y.org"}
+    spanish = plan_deliveries(CONFIG, SETTINGS, "contact", person, "es", urgent=False)
+    assert kinds(spanish)[0] == ("admissions", ("es@x.org",))
+    english = plan_deliveries(CONFIG, SETTINGS, "contact", person, "en", urgent=False)
+    assert kinds(english) == [
+        ("admissions", ("detox@x.org",)),
+        ("webhook", ("https://crm.x.org/h",)),
+        ("autoreply", ("p@y.org",)),
+    ]
+
+
+def test_urgent_adds_oncall_and_jumps_the_queue() -> None:
+    plan = plan_deliveries(CONFIG, SETTINGS, "contact", {"email": "p@y.org"}, "en", urgent=True)
+    assert plan[0].recipients == ("desk@x.org", "oncall@x.org")
+    assert {p.priority for p in plan} == {0}
+    assert queue_for(0) == "urgent" and queue_for(0, backlog=True) == "urgent"
+    assert queue_for(1) == "admissions" and queue_for(2) == "autoreply"
+    assert queue_for(1, backlog=True) == "backlog"
+
+
+def test_no_autoreply_when_email_is_not_safe() -> None:
+    plan = plan_deliveries(
+        CONFIG, SETTINGS, "contact", {"email": "p@y.org", "email_ok": False}, "en", urgent=False
+    )
+    assert [p.kind for p in plan] == ["admissions"]

@@ -1,0 +1,230 @@
+"""The SMTP transport against real aiosmtpd servers: STARTTLS, implicit TLS and authentication
+with a certificate made here, connection reuse, and classification of every kind of reply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from service.localredis import free_port
+from service.settings import Secret, Settings
+from tests.support.smtp import SmtpSink
+from workers.retry import PermanentFailure, TemporaryFailure
+from workers.smtp import SmtpTransport
+
+SENDER = "care@test.example"
+
+
+def message(to: str = "a@test.example") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = SENDER
+    msg["To"] = to
+    msg["Subject"] = "Hello"
+    msg["Message-ID"] = "<fixed@test.example>"
+    msg.set_content("body")
+    return msg
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink().start()
+    yield server
+    server.stop()
+
+
+def transport_for(port: int, **overrides: object) -> SmtpTransport:
+    return SmtpTransport(
+        Settings(smtp_port=port, smtp_timeout_seconds=2.0).with_overrides(**overrides)
+    )
+
+
+def test_reuses_one_connection(sink: SmtpSink) -> None:
+    before = sink.connections  # the controller's own readiness probe counts as one
+    transport = transport_for(sink.port)
+    for _ in range(5):
+        report = transport.send(message(), SENDER, ["a@test.example"])
+        assert report.accepted == ["a@test.example"]
+    transport.close()
+    assert len(sink.received) == 5 and sink.connections - before == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "error"),
+    [
+        ("connect", 421, TemporaryFailure),
+        ("mail", 451, TemporaryFailure),
+        ("mail", 550, PermanentFailure),
+        ("rcpt", 452, TemporaryFailure),
+        ("rcpt", 550, PermanentFailure),
+        ("data", 451, TemporaryFailure),
+        ("data", 554, PermanentFailure),
+    ],
+)
+def test_replies_are_classified(sink: SmtpSink, stage: str, code: int, error: type) -> None:
+    sink.fail(stage, code)
+    transport = transport_for(sink.port)
+    with pytest.raises(error) as raised:
+        transport.send(message(), SENDER, ["a@test.example"])
+    assert raised.value.code == code
+    # The next message goes through on a healthy (possibly fresh) connection.
+    assert transport.send(message(), SENDER, ["a@test.example"]).accepted
+    transport.close()
+
+
+def test_partial_recipients(sink: SmtpSink) -> None:
+    sink.fail("rcpt", 550, recipients=("gone@test.example",))
+    sink.fail("rcpt", 452, recipients=("full@test.example",))
+    report = transport_for(sink.port).send(
+        message(), SENDER, ["ok@test.example", "gone@test.example", "full@test.example"]
+    )
+    assert report.accepted == ["ok@test.example"]
+    assert list(report.refused) == ["gone@test.example"]
+    assert list(report.deferred) == ["full@test.example"]
+    assert sink.received[0].recipients == ["ok@test.example"]
+
+
+def test_drop_after_final_dot_is_temporary_and_may_have_delivered(sink: SmtpSink) -> None:
+    sink.fail("drop")
+    with pytest.raises(TemporaryFailure, match="may have been delivered"):
+        transport_for(sink.port).send(message(), SENDER, ["a@test.example"])
+    assert len(sink.received) == 1 and sink.received[0].dropped
+
+
+def test_hanging_server_times_out(sink: SmtpSink) -> None:
+    sink.fail("hang", seconds=5)
+    with pytest.raises(TemporaryFailure):
+        transport_for(sink.port, smtp_timeout_seconds=0.5).send(
+            message(), SENDER, ["a@test.example"]
+        )
+
+
+def test_nothing_listening_is_temporary() -> None:
+    with pytest.raises(TemporaryFailure, match="connection failed"):
+        transport_for(free_port()).send(message(), SENDER, ["a@test.example"])
+
+
+def test_server_closing_an_idle_connection_is_retried_at_once(sink: SmtpSink) -> None:
+    before = sink.connections
+    transport = transport_for(sink.port)
+    transport.send(message(), SENDER, ["a@test.example"])
+    assert transport._connection is not None
+    # The connection dies under us, as when a server drops an idle client.
+    transport._connection.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    assert transport.send(message(), SENDER, ["a@test.example"]).accepted
+    assert sink.connections - before == 2
+
+
+# --- TLS and authentication, with a certificate authority made for the test ---------------
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.messages.append(envelope.original_content)  # type: ignore[attr-defined]
+        return "250 OK"
+
+
+def authenticator(
+    server: object, session: object, envelope: object, mechanism: str, auth_data: object
+) -> AuthResult:
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"intake"
+        and auth_data.password == b"s3cret"
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+def test_tls_and_authentication(tmp_path: Path, mode: str) -> None:
+    cert, key = make_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    collector = Collector()
+    port = free_port()
+    # aiosmtpd cannot tell that an implicit-TLS session is encrypted, so it only offers AUTH
+    # there when not told to require TLS; the session is TLS from the first byte either way.
+    options: dict = {"authenticator": authenticator, "auth_require_tls": mode == "starttls"}
+    if mode == "starttls":
+        controller = Controller(
+            collector,
+            hostname="localhost",
+            port=port,
+            tls_context=context,
+            require_starttls=True,
+            **options,
+        )
+    else:
+        controller = Controller(
+            collector, hostname="localhost", port=port, ssl_context=context, **options
+        )
+    controller.start()
+    try:
+        good = transport_for(
+            port,
+            smtp_host="localhost",
+            smtp_security=mode,
+            smtp_ca_file=str(cert),
+            smtp_username="intake",
+            smtp_password=Secret("s3cret"),
+        )
+        assert good.send(message(), SENDER, ["a@test.example"]).accepted
+        good.close()
+        wrong = transport_for(
+            port,
+            smtp_host="localhost",
+            smtp_security=mode,
+            smtp_ca_file=str(cert),
+            smtp_username="intake",
+            smtp_password=Secret("nope"),
+        )
+        with pytest.raises(TemporaryFailure, match="login refused"):
+            wrong.send(message(), SENDER, ["a@test.example"])
+        untrusted = transport_for(port, smtp_host="localhost", smtp_security=mode)
+        with pytest.raises(TemporaryFailure):  # our certificate is not in the system store
+            untrusted.send(message(), SENDER, ["a@test.example"])
+    finally:
+        controller.stop()
+    assert len(collector.messages) == 1
