@@ -12,8 +12,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-# LogRecord attributes that are not ours to print.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# LogRecord attributes that are not ours to print (uvicorn adds a colored copy of its message).
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -61,6 +66,7 @@ def setup_logging(log_format: str, level: str = "INFO") -> None:
     # uvicorn's access log prints query strings; our forms post bodies, but a GET can carry
     # anything, so it is replaced by our own request log with the path template only.
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
     for name in ("uvicorn", "uvicorn.error", "celery", "kombu", "amqp"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
