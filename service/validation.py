@@ -185,7 +185,8 @@ class FormValidator:
         if email:
             try:
                 checked = validate_email(email, check_deliverability=self._check_deliverability)
-                person["email"] = checked.normalized
+                # The ASCII form (punycode domain) when there is one: every relay can send to it.
+                person["email"] = checked.ascii_email or checked.normalized
             except EmailNotValidError:
                 field_name = "email" if text.get("email") else "_replyto"
                 errors.append(

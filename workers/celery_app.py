@@ -47,7 +47,9 @@ def create_celery(settings: Settings, *, include_tasks: bool = True) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A send in progress when Redis drops should finish and record its outcome: the claim
+        # makes the redelivered message a no-op, while cancelling mid-SMTP risks a duplicate.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_time_limit=time_limit,
         task_soft_time_limit=max(time_limit - 10, time_limit * 0.8),
         task_queues=[_queue(name) for name in QUEUES],
