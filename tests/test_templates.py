@@ -683,11 +683,17 @@ def test_urgent_admissions_shows_the_crisis_phrases() -> None:
 
 
 def test_urgent_admissions_without_matched_phrases() -> None:
-    # Triage also reads best time, insurance and extra fields; content.py only the message.
-    email = admissions_for(urgent=True, best_time="now, this is an emergency").email
+    # Stored as urgent under an older phrase list: nothing matches now, the flag still shows.
+    email = admissions_for(urgent=True, message="please call soon").email
     for part in email.text, email.html:
         assert "URGENT: the message mentions a possible crisis. Call now." in part
         assert "mentions: ." not in part
+
+
+def test_urgent_phrases_come_from_every_free_text_field() -> None:
+    email = admissions_for(urgent=True, best_time="now, this is an emergency").email
+    for part in email.text, email.html:
+        assert "URGENT: the message mentions: emergency. Call now." in part
 
 
 def test_admissions_subject_names_the_way_back() -> None:
