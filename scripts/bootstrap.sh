@@ -33,6 +33,12 @@ command -v redis-server >/dev/null || apt_install redis-server
 
 if [ "$what" = test ] || [ "$what" = bench ]; then
     command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || apt_install chromium
+    # axe-core for the browser tests' accessibility check, pinned by tests/browser/package-lock.json.
+    browser_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+    if [ ! -d "$browser_tests/node_modules/axe-core" ]; then
+        command -v npm >/dev/null || apt_install npm
+        npm ci --prefix "$browser_tests" --silent --no-audit --no-fund >/dev/null
+    fi
     # PostgreSQL: start the local cluster when it is installed but stopped. In CI it is required.
     if command -v pg_lsclusters >/dev/null; then
         if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

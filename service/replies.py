@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from service.endpoints.pages import PAGE_MARKER, render_form
 from service.negotiation import wants_json
 from service.pages import PageRenderer
 from service.validation import FieldError
@@ -21,15 +22,21 @@ def safe_next(target: str, allowed_origins: tuple[str, ...], fallback: str) -> s
     target = target.strip()
     if not target or any(ch in target for ch in "\\\r\n\t\x00") or target != target.strip():
         return fallback
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+        hostname = parts.hostname
+    except ValueError:  # e.g. "https://[x": not a URL at all
+        return fallback
     if not parts.scheme and not parts.netloc:
         return target if target.startswith("/") and not target.startswith("//") else fallback
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    if parts.scheme not in {"http", "https"} or not hostname:
         return fallback
     origin = f"{parts.scheme}://{parts.netloc}".lower()
     allowed = {o.rstrip("/").lower() for o in allowed_origins}
-    hosts = {urlsplit(o).netloc.lower() or o.lower() for o in allowed}
-    if origin in allowed or parts.netloc.lower() in hosts:
+    # An entry given as a bare host name allows both schemes; a full origin only its own,
+    # so "https://site" never lets a redirect downgrade to http.
+    bare_hosts = {o for o in allowed if "://" not in o}
+    if origin in allowed or parts.netloc.lower() in bare_hosts:
         return target
     return fallback
 
@@ -60,6 +67,16 @@ def invalid(
                 "errors": [error.as_dict() for error in errors],
             },
             status_code=422,
+        )
+    if values.get(PAGE_MARKER):
+        # Posted from our own form page: that form again, values kept, errors beside fields.
+        return render_form(
+            request.app.state.intake,
+            form,
+            language=language,
+            values=values,
+            errors=errors,
+            status=422,
         )
     return pages.response(
         "invalid.html",
