@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 MAX_FIELDS = 200  # parsing stops here; validation allows fewer
 MAX_JSON_DEPTH = 4  # {"field": ["a", "b"]} is depth 2; nothing a form sends goes deeper
@@ -16,6 +17,7 @@ MAX_JSON_DEPTH = 4  # {"field": ["a", "b"]} is depth 2; nothing a form sends goe
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON_TYPES = ("application/json", "text/json")
+_RFC2231_FILENAME = re.compile(rb";\s*filename\*\s*=", re.IGNORECASE)
 
 
 class BodyError(Exception):
@@ -50,11 +52,14 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyError(400, "BAD_CONTENT_LENGTH", "Content-Length is not a number.") from exc
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(413, "BODY_TOO_LARGE", "This submission is too large.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(413, "BODY_TOO_LARGE", "This submission is too large.")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:  # the client hung up before sending what it announced
+        raise BodyError(400, "INCOMPLETE_BODY", "The submission was cut off.") from exc
     return b"".join(chunks)
 
 
@@ -156,7 +161,8 @@ def _parse_multipart(boundary: str, body: bytes) -> dict[str, str]:
         kind, options = parse_options_header(disposition)
         if kind != b"form-data" or b"name" not in options:
             raise BodyError(400, "MALFORMED_BODY", "A multipart part has no field name.")
-        if b"filename" in options:
+        # parse_options_header drops RFC 2231 `filename*=`; a file part is a file part all the same.
+        if b"filename" in options or _RFC2231_FILENAME.search(disposition):
             raise BodyError(
                 400, "FILE_NOT_ACCEPTED", "Files cannot be sent with this form; please remove it."
             )

@@ -53,7 +53,10 @@ class PayloadCipher:
         if self._fernet is None:
             return stored
         if stored.startswith(SEALED):
-            return SEALED + self._fernet.rotate(stored[len(SEALED) :].encode()).decode()
+            try:
+                return SEALED + self._fernet.rotate(stored[len(SEALED) :].encode()).decode()
+            except InvalidToken as exc:
+                raise PayloadError("no configured key opens this payload") from exc
         return self.seal(self.open(stored))
 
 

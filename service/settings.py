@@ -82,7 +82,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     trusted_hosts: tuple[str, ...] = ("*",)
     trusted_proxies: tuple[str, ...] = ()
-    rate_limit: str = "10/minute"
+    rate_limit: str = "10/minute"  # per client address, email and phone; "off" disables
+    captcha_timeout_seconds: float = 5.0  # a CAPTCHA verifier slower than this: held for review
     max_body_bytes: int = 65536
     secret_key: Secret = field(default_factory=lambda: Secret(""))
     encryption_key: Secret = field(default_factory=lambda: Secret(""))
@@ -95,8 +96,8 @@ class Settings:
     retry_lifetime_seconds: float = 5 * 24 * 3600.0
     sweep_interval_seconds: float = 30.0
     lease_seconds: float = 120.0
-    task_time_limit_seconds: float = 90.0
     requeue_after_seconds: float = 300.0  # a published delivery unclaimed this long is re-published
+    task_time_limit_seconds: float = 90.0
     retention_days: int = 30
     quarantine_days: int = 14
     duplicate_window_seconds: int = 600
@@ -161,7 +162,18 @@ class Settings:
                 "INTAKE_LEASE_SECONDS must exceed INTAKE_TASK_TIME_LIMIT_SECONDS, "
                 "or a slow send could be claimed twice"
             )
-        for name in ("retry_base_seconds", "sweep_interval_seconds", "smtp_timeout_seconds"):
+        from service.rates import parse_rate
+
+        try:
+            parse_rate(self.rate_limit)
+        except ValueError as exc:
+            raise SettingsError(f"INTAKE_RATE_LIMIT: {exc}") from exc
+        for name in (
+            "retry_base_seconds",
+            "sweep_interval_seconds",
+            "smtp_timeout_seconds",
+            "captcha_timeout_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"INTAKE_{name.upper()} must be positive")
 

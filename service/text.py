@@ -12,6 +12,11 @@ _INVISIBLE = dict.fromkeys(
     None,
 )
 _SPACES = re.compile(r"[ \t\u00a0]+")
+# The opener of an RFC 2047 encoded word ("=?utf-8?q?...?="). Python's email package (3.11.7 at
+# least; cf. CVE-2024-6923, CVE-2026-1299) decodes such words inside quoted display names and
+# addresses when it writes a header, so "=0D=0ABcc:" typed into a name became a real Bcc header.
+# No one-line field a person fills needs the syntax: it is broken apart ("= ?") at the edge.
+_ENCODED_WORD_OPENER = re.compile(r"=\?(?=.*\?=)")
 
 
 def clean_text(value: str, *, multiline: bool = False) -> str:
@@ -32,4 +37,9 @@ def clean_text(value: str, *, multiline: bool = False) -> str:
     if multiline:
         lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return _SPACES.sub(" ", text).strip()
+    return _SPACES.sub(" ", defuse_encoded_words(text)).strip()
+
+
+def defuse_encoded_words(text: str) -> str:
+    """'=?utf-8?q?x?=' -> '= ?utf-8?q?x?=': text that no mail library will decode."""
+    return _ENCODED_WORD_OPENER.sub("= ?", text)

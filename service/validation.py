@@ -6,12 +6,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from service.config import AppConfig, FormConfig
-from service.text import clean_text
+from service.text import clean_text, defuse_encoded_words
 from service.us_states import state_code
 
 # Upper bounds, in characters after normalization.
@@ -159,7 +160,7 @@ class FormValidator:
             person=person,
             language=language,
             honeypot_filled=honeypots,
-            next_url=text.get("_next", ""),
+            next_url=_next_target(text.get("_next", "")),
             subject=text.get("_subject", ""),
             time_token=text.get("_ts", ""),
             captcha_response=_captcha_response(raw),
@@ -170,6 +171,7 @@ class FormValidator:
         name = text.get("name", "")
         if not name:
             name = " ".join(p for p in (text.get("first_name", ""), text.get("last_name", "")) if p)
+            name = defuse_encoded_words(name)  # the halves may join into an encoded word
         if name:
             person["name"] = name
         elif any(k in text for k in ("name", "first_name", "last_name")):
@@ -318,6 +320,16 @@ def parse_bool(value: str) -> bool | None:
 def _language(value: str) -> str:
     code = value.strip().lower()[:2]
     return code if code in LANGUAGES else "en"
+
+
+def _next_target(value: str) -> str:
+    """`_next` when it parses as a URL, else '' (the thank-you page): urlsplit raises on
+    'https://[x', and a redirect target must never be able to fail the answer."""
+    try:
+        urlsplit(value)
+    except ValueError:
+        return ""
+    return value
 
 
 def _captcha_response(raw: Mapping[str, str]) -> str:
