@@ -102,7 +102,7 @@ def _phone(e164: str) -> tuple[str, str]:
         return e164, e164
 
 
-def _org(config: AppConfig) -> dict[str, str]:
+def org_context(config: AppConfig) -> dict[str, str]:
     org = config.organization
     display, tel = _phone(_e164(org.phone))
     return {
@@ -128,7 +128,7 @@ def common_context(config: AppConfig, view: SubmissionView) -> dict[str, Any]:
     local = view.created_at.astimezone(config.organization.zone)
     language = view.language if view.language in WEEKDAY_NAMES else "en"
     return {
-        "org": _org(config),
+        "org": org_context(config),
         "language": language,
         "urgent": view.urgent,
         "for_whom": str(view.person.get("for_whom", "")),

@@ -9,6 +9,7 @@ with the same Message-ID (the one duplicate window this design cannot close).
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 import time
@@ -32,9 +33,14 @@ class SendReport:
     deferred: dict[str, tuple[int, str]] = field(default_factory=dict)  # temporary, per recipient
 
 
+_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+
+
 def _text(reply: bytes | str) -> str:
+    """An SMTP reply, fit for logs and the database: servers echo the recipient's address
+    ("550 5.1.1 <someone@example.com> unknown"), which may be the person's."""
     raw = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(raw.split())[:160]
+    return _ADDRESS.sub("<address>", " ".join(raw.split()))[:160]
 
 
 class SmtpTransport:
@@ -51,6 +57,11 @@ class SmtpTransport:
                 connection.quit()
             except _CONNECTION_ERRORS:
                 connection.close()
+
+    def abort(self) -> None:
+        """Drop the connection without QUIT: a server that stopped answering would not answer
+        QUIT either, and waiting for it would outlast the task's hard time limit."""
+        self._drop()
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -103,7 +114,7 @@ class SmtpTransport:
             and self._sent_on_connection < MAX_MESSAGES_PER_CONNECTION
         )
 
-    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> SendReport:
+    def send(self, message: EmailMessage | bytes, sender: str, recipients: list[str]) -> SendReport:
         """Send to recipients; report per-recipient outcomes, or raise when nothing went out."""
         if not self._fresh_enough():
             self.close()
@@ -127,7 +138,11 @@ class SmtpTransport:
             self._last_used = time.monotonic()
 
     def _transaction(
-        self, connection: smtplib.SMTP, message: EmailMessage, sender: str, recipients: list[str]
+        self,
+        connection: smtplib.SMTP,
+        message: EmailMessage | bytes,
+        sender: str,
+        recipients: list[str],
     ) -> SendReport:
         report = SendReport()
         options: list[str] = []
@@ -162,7 +177,8 @@ class SmtpTransport:
             self._reset(connection)
             raise _no_recipient_failure(report)
         try:
-            code, reply = connection.data(message.as_bytes(policy=SMTP_POLICY))
+            data = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
+            code, reply = connection.data(data)
         except smtplib.SMTPDataError as exc:  # refused before the message was sent (not 354)
             self._reset(connection)
             raise smtp_failure(exc.smtp_code, f"DATA refused: {exc.smtp_code}") from exc
