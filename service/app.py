@@ -13,14 +13,19 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from service.captcha import CaptchaVerifier
 from service.clients import ClientAddressResolver
 from service.config import AppConfig, load_config
 from service.crypto import PayloadCipher
 from service.db import make_engine
 from service.endpoints import health, pages, submit
+from service.endpoints.metrics import metrics_endpoint
+from service.openapi import openapi
 from service.outbox import OutboxWriter
 from service.pages import PageRenderer
 from service.publisher import TaskPublisher
+from service.ratelimit import RateLimiter
+from service.security import CorsMiddleware, SecurityHeadersMiddleware
 from service.settings import PROJECT_ROOT, Settings
 from service.state import AppState, resolve_secret
 from service.validation import FormValidator
@@ -54,6 +59,15 @@ def build_state(settings: Settings, config: AppConfig) -> AppState:
         state.validators[name] = FormValidator(
             config, form, check_deliverability=settings.check_deliverability
         )
+    state.limiter = RateLimiter.connect(
+        settings.redis_url,
+        settings.rate_limit,
+        config.forms,
+        state.fingerprint,
+        settings.redis_timeout_seconds,
+    )
+    if any(form.captcha for form in config.forms.values()):
+        state.captcha = CaptchaVerifier(settings.captcha_timeout_seconds)
     return state
 
 
@@ -73,13 +87,26 @@ def create_app(settings: Settings, config: AppConfig | None = None) -> Starlette
             await state.writer.stop()
             state.publisher.stop()
             state.engine.dispose()
+            if state.limiter is not None:
+                await state.limiter.aclose()
+            if state.captcha is not None:
+                await state.captcha.aclose()
 
     routes = [
         Route("/f/{form}", submit.submit, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/thanks", pages.thanks, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/", pages.form_page, methods=["GET"]),
+        Route("/f/{form}", pages.form_page, methods=["GET"]),
+        *pages.dev_routes(settings),  # the local mailbox and the embed demo: dev mode only
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))]
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts)),
+        Middleware(CorsMiddleware, allowed_origins=settings.allowed_origins),
+    ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from service.captcha import CaptchaVerifier
 from service.clients import ClientAddressResolver
 from service.config import AppConfig
 from service.crypto import PayloadCipher
 from service.outbox import OutboxWriter
 from service.pages import PageRenderer
 from service.publisher import TaskPublisher
+from service.ratelimit import RateLimiter
 from service.settings import Settings
 from service.validation import FormValidator
 
@@ -36,6 +38,8 @@ class AppState:
     clients: ClientAddressResolver
     secret: bytes
     validators: dict[str, FormValidator] = field(default_factory=dict)
+    limiter: RateLimiter | None = None  # None: no limits (set in build_state)
+    captcha: CaptchaVerifier | None = None  # None: no form asks for a CAPTCHA
 
     def fingerprint(self, *parts: str) -> str:
         """A keyed hash of the parts: equal inputs match, and nothing can be read back."""

@@ -10,15 +10,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service import screening
 from service.bodies import BodyError, media_type, parse_body, read_body
 from service.consent import consent_hash
 from service.db import utcnow
+from service.metrics import count_refusal, count_submission
 from service.models import ACCEPTED, QUARANTINED
 from service.outbox import build_record, new_id
+from service.ratelimit import subjects, too_many
 from service.replies import accepted, invalid, problem, safe_next
 from service.routing import plan_deliveries, queue_for
+from service.security import refuse_foreign_origin
 from service.state import AppState
-from service.triage import is_urgent
+from service.triage import free_text, is_urgent
 from service.validation import Intake
 
 log = logging.getLogger("intake.submit")
@@ -31,7 +35,13 @@ async def submit(request: Request) -> Response:
     form_name = request.path_params["form"]
     form = state.config.form(form_name)
     if form is None:
+        count_refusal(None, ["FORM_NOT_FOUND"])
         return problem(request, state.pages, 404, "FORM_NOT_FOUND", "This form does not exist.")
+    refusal = refuse_foreign_origin(request, state, form)
+    if refusal is not None:
+        log.info("submission refused", extra={"form": form_name, "reason": "ORIGIN_NOT_ALLOWED"})
+        count_refusal(form_name, ["ORIGIN_NOT_ALLOWED"])
+        return refusal
 
     try:
         mime, params = media_type(request)
@@ -39,6 +49,7 @@ async def submit(request: Request) -> Response:
         raw = parse_body(mime, params, body)
     except BodyError as exc:
         log.info("submission refused", extra={"form": form_name, "reason": exc.code})
+        count_refusal(form_name, [exc.code])
         return problem(request, state.pages, exc.status, exc.code, exc.message)
 
     result = state.validators[form_name].validate(raw)
@@ -47,6 +58,7 @@ async def submit(request: Request) -> Response:
             "submission invalid",
             extra={"form": form_name, "codes": sorted({e.code for e in result.errors})},
         )
+        count_refusal(form_name, [e.code for e in result.errors], outcome="invalid")
         language = raw.get("_language", "en")[:2].lower()
         return invalid(
             request,
@@ -58,13 +70,23 @@ async def submit(request: Request) -> Response:
         )
 
     intake = result.intake
-    quarantine_reason = _spam_signal(intake)
-    urgent = is_urgent(*_free_text(intake.person), intake.subject)
-    if urgent:
-        quarantine_reason = None  # a person in crisis is never held back by a spam rule
+    client_address = state.clients.resolve(request)
+    if state.limiter is not None:
+        limit = await state.limiter.hit(form_name, subjects(client_address, intake.person))
+        if not limit.allowed:
+            log.info("submission refused", extra={"form": form_name, "reason": "RATE_LIMITED"})
+            count_refusal(form_name, ["RATE_LIMITED"])
+            phone = state.config.organization.phone
+            return too_many(request, state.pages, limit, phone, intake.language)
+    urgent = is_urgent(*free_text(intake.person, intake.subject))
+    # A person in crisis is never held back by a spam rule: urgent messages are not screened.
+    quarantine_reason = (
+        None if urgent else await screening.quarantine_reason(state, form, intake, client_address)
+    )
     try:
         record = await _store(request, state, form_name, intake, urgent, quarantine_reason)
     except SQLAlchemyError:
+        count_refusal(form_name, ["DATABASE_UNAVAILABLE"], outcome="unavailable")
         return problem(
             request,
             state.pages,
@@ -87,23 +109,13 @@ async def submit(request: Request) -> Response:
             "deliveries": 0 if record.duplicate else len(record.deliveries),
         },
     )
+    kept = "quarantined" if quarantine_reason else "accepted"
+    count_submission(form_name, "duplicate" if record.duplicate else kept)
     default_next = form.next_url or f"{state.settings.public_url.rstrip('/')}/thanks"
     if intake.language != "en":
         default_next += ("&" if "?" in default_next else "?") + f"lang={intake.language}"
     next_url = safe_next(intake.next_url, state.settings.allowed_origins, default_next)
     return accepted(request, state.pages, record.answer_id, next_url)
-
-
-def _spam_signal(intake: Intake) -> str | None:
-    if intake.honeypot_filled:
-        return "honeypot"
-    return None
-
-
-def _free_text(person: dict[str, Any]) -> list[str]:
-    texts = [str(person.get(key, "")) for key in ("message", "best_time", "insurance")]
-    texts.extend(str(v) for v in person.get("extras", {}).values())
-    return texts
 
 
 async def _store(
