@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -67,11 +68,12 @@ def pg_template() -> Iterator[str | None]:
     drop_pg_database(name)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None
+@contextmanager
+def fresh_database(
+    kind: str, tmp_path: Path, pg_template: str | None, prefix: str = "intake_t"
 ) -> Iterator[str]:
-    if request.param == "sqlite":
+    """A migrated SQLite file, or a fresh PostgreSQL database cloned from the template."""
+    if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'intake.db'}"
         migrate(url)
         yield url
@@ -80,10 +82,20 @@ def database_url(
         if IN_CI:
             pytest.fail("PostgreSQL is required in CI but does not answer on 127.0.0.1:5432")
         pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432 (set INTAKE_TEST_PG_DSN)")
-    name = f"intake_t_{secrets.token_hex(6)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     url = create_pg_database(name, template=pg_template)
-    yield url
-    drop_pg_database(name)
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None
+) -> Iterator[str]:
+    with fresh_database(request.param, tmp_path, pg_template) as url:
+        yield url
 
 
 @pytest.fixture

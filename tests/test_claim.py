@@ -25,7 +25,7 @@ def context(settings: Settings, published: list[tuple[str, str]]) -> WorkerConte
     )
 
 
-def store_one(engine: Engine) -> SubmissionRecord:
+def new_record(payload: str = 'json:{"person": {"name": "A"}}') -> SubmissionRecord:
     now = utcnow()
     submission = {
         "id": new_id(),
@@ -34,10 +34,14 @@ def store_one(engine: Engine) -> SubmissionRecord:
         "status": "accepted",
         "language": "en",
         "urgent": False,
-        "payload": 'json:{"person": {"name": "A"}}',
+        "payload": payload,
     }
     plan = [PlannedDelivery("admissions", "email", ("a@x.org",), "default", 1)]
-    rec = build_record(submission, plan, now=now, mail_domain="x.org")
+    return build_record(submission, plan, now=now, mail_domain="x.org")
+
+
+def store_one(engine: Engine) -> SubmissionRecord:
+    rec = new_record()
     write_records(engine, [rec], timedelta(minutes=10))
     return rec
 
@@ -119,18 +123,7 @@ def test_sweeper_publishes_each_due_delivery_once(settings: Settings, engine: En
 def test_outbox_write_is_atomic(engine: Engine) -> None:
     """A delivery row that cannot be written takes its submission down with it."""
     first = store_one(engine)
-    now = utcnow()
-    submission = {
-        "id": new_id(),
-        "form": "contact",
-        "created_at": now,
-        "status": "accepted",
-        "language": "en",
-        "urgent": False,
-        "payload": "json:{}",
-    }
-    plan = [PlannedDelivery("admissions", "email", ("a@x.org",), "default", 1)]
-    clash = build_record(submission, plan, now=now, mail_domain="x.org")
+    clash = new_record("json:{}")
     clash.deliveries[0]["id"] = first.deliveries[0]["id"]  # primary key already taken
     with pytest.raises(IntegrityError):
         write_records(engine, [clash], timedelta(minutes=10))

@@ -6,19 +6,16 @@ Short mode (inside `make test`): SQLite only, small bursts, short outages. Full 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from service.db import migrate
 from service.localredis import LocalRedis
 from tests.chaos.harness import FULL, SHORT, Chaos, Scale, chaos_settings
 from tests.chaos.report import Report
-from tests.conftest import IN_CI
+from tests.conftest import fresh_database
 from tests.support.smtp import SmtpSink
-from tests.support.stack import create_pg_database, drop_pg_database
 
 REPORT = pytest.StashKey[Report]()
 DATABASES = {"short": ("sqlite",), "full": ("sqlite", "postgresql")}
@@ -64,19 +61,8 @@ def scale(pytestconfig: pytest.Config) -> Scale:
 def chaos_database(
     request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None
 ) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'intake.db'}"
-        migrate(url)
+    with fresh_database(request.param, tmp_path, pg_template, prefix="intake_c") as url:
         yield url
-        return
-    if pg_template is None:
-        if IN_CI:
-            pytest.fail("PostgreSQL is required in CI but does not answer on 127.0.0.1:5432")
-        pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432 (set INTAKE_TEST_PG_DSN)")
-    name = f"intake_c_{secrets.token_hex(6)}"
-    url = create_pg_database(name, template=pg_template)
-    yield url
-    drop_pg_database(name)
 
 
 @pytest.fixture
