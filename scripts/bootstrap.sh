@@ -60,7 +60,7 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
         fi
     fi
 fi
-if [ "$what" = bench ]; then
+if [ "$what" = bench ] || [ "$what" = test ]; then
     command -v wrk >/dev/null || apt_install wrk
 fi
 exit 0

@@ -11,12 +11,14 @@ import contextlib
 import json
 import logging
 import secrets
+import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +28,7 @@ from service.routing import PlannedDelivery
 log = logging.getLogger("intake.outbox")
 
 MAX_BATCH = 256  # rows of submissions per transaction; bounds a transaction's length
+SQLITE_LOCK_POLL_SECONDS = 0.0005  # how often a writer retries SQLite's write lock
 
 
 def new_id() -> str:
@@ -83,39 +86,106 @@ def build_record(
     return SubmissionRecord(row=submission, deliveries=rows)
 
 
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, except that on SQLite the write lock is taken first, in short polls.
+
+    SQLite's busy handler sleeps in growing steps (up to 100 ms) while another process holds
+    the write lock, so two web processes and the workers handing it around spent most of their
+    time asleep (p99 of a group commit: 50-350 ms). BEGIN IMMEDIATE retried every
+    SQLITE_LOCK_POLL_SECONDS takes the lock within a poll of its release; after that nothing in
+    the transaction waits (WAL readers never block a writer).
+    """
+    with engine.connect() as connection, connection.begin():
+        if connection.dialect.name == "sqlite":
+            _begin_immediate(connection)
+        yield connection
+
+
+def _begin_immediate(connection: Connection) -> None:
+    """BEGIN IMMEDIATE within the connection's busy_timeout, polling instead of sleeping long.
+
+    The polls go to the driver directly (a statement through SQLAlchemy costs more than the
+    rest of a claim); the last try goes through SQLAlchemy, so a failure raises its error.
+    """
+    raw: sqlite3.Connection = connection.connection.driver_connection  # type: ignore[assignment]
+    busy_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + busy_ms / 1000
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    break
+            time.sleep(SQLITE_LOCK_POLL_SECONDS)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {busy_ms}")
+
+
 def write_records(
     engine: Engine, records: list[SubmissionRecord], duplicate_window: timedelta
 ) -> None:
-    """Commit the records in one transaction; a duplicate in the window is answered, not stored."""
-    with engine.begin() as connection:
-        batch_fingerprints: dict[str, str] = {}
+    """Commit the records in one transaction; a duplicate in the window is answered, not stored.
+
+    A batch costs three statements whatever its size (one duplicate lookup, one multi-row insert
+    per table): per-statement overhead, not SQLite, was most of a request's database time.
+    """
+    with write_transaction(engine) as connection:
+        earlier = _recent_duplicates(connection, records, duplicate_window)
+        rows: list[dict[str, Any]] = []
+        delivery_rows: list[dict[str, Any]] = []
         for record in records:
             fingerprint = record.row.get("fingerprint")
-            earlier = None
-            if fingerprint:
-                earlier = batch_fingerprints.get(fingerprint) or _recent_duplicate(
-                    connection, fingerprint, record.row["created_at"] - duplicate_window
-                )
-            if earlier:
-                record.answer_id = earlier
+            since = record.row["created_at"] - duplicate_window
+            first = next(
+                (found for at, found in earlier.get(fingerprint or "", []) if at >= since), None
+            )
+            if first:
+                record.answer_id = first
                 record.duplicate = True
                 continue
-            connection.execute(insert(submissions), [record.row])
-            if record.deliveries:
-                connection.execute(insert(deliveries), record.deliveries)
+            rows.append(record.row)
+            delivery_rows.extend(record.deliveries)
             record.answer_id = record.id
             if fingerprint:
-                batch_fingerprints[fingerprint] = record.id
+                earlier.setdefault(fingerprint, []).append((record.row["created_at"], record.id))
+        if rows:
+            connection.execute(_INSERT_SUBMISSIONS, rows)
+        if delivery_rows:
+            connection.execute(_INSERT_DELIVERIES, delivery_rows)
 
 
-def _recent_duplicate(connection: Connection, fingerprint: str, since: datetime) -> str | None:
-    found = connection.execute(
-        select(submissions.c.id)
-        .where(submissions.c.fingerprint == fingerprint, submissions.c.created_at >= since)
-        .order_by(submissions.c.created_at)
-        .limit(1)
-    ).scalar_one_or_none()
+def _recent_duplicates(
+    connection: Connection, records: list[SubmissionRecord], window: timedelta
+) -> dict[str, list[tuple[datetime, str]]]:
+    """Fingerprint -> [(created_at, id)], oldest first, of stored submissions in the window."""
+    fingerprints = {str(r.row["fingerprint"]) for r in records if r.row.get("fingerprint")}
+    if not fingerprints:
+        return {}
+    since = min(r.row["created_at"] for r in records) - window
+    found: dict[str, list[tuple[datetime, str]]] = {}
+    for fingerprint, created_at, submission_id in connection.execute(
+        _RECENT, {"fingerprints": sorted(fingerprints), "since": since}
+    ):
+        found.setdefault(fingerprint, []).append((created_at, submission_id))
     return found
+
+
+# Built once: building a statement costs more than running it for a small batch.
+_INSERT_SUBMISSIONS = insert(submissions)
+_INSERT_DELIVERIES = insert(deliveries)
+_RECENT = (
+    select(submissions.c.fingerprint, submissions.c.created_at, submissions.c.id)
+    .where(
+        submissions.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+        submissions.c.created_at >= bindparam("since"),
+    )
+    .order_by(submissions.c.created_at)
+)
 
 
 class OutboxWriter:

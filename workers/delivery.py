@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from service.crypto import PayloadError
 from service.db import utcnow
+from service.metrics import count_delivery
 from service.models import (
     ADMISSIONS,
     AUTOREPLY,
@@ -31,11 +35,11 @@ from service.models import (
     deliveries,
     submissions,
 )
-from service.outbox import new_id
+from service.outbox import new_id, write_transaction
 from service.routing import URGENT_PRIORITY, queue_for
 from workers.content import SubmissionView, admissions_context, autoreply_context
 from workers.context import WorkerContext
-from workers.messages import build_email, fallback_notice
+from workers.messages import email_bytes, fallback_notice
 from workers.rendering import ADMISSIONS_TEMPLATE, AUTOREPLY_TEMPLATES
 from workers.retry import DeliveryError, PermanentFailure, TemporaryFailure
 from workers.smtp import SendReport
@@ -43,6 +47,7 @@ from workers.smtp import SendReport
 log = logging.getLogger("intake.delivery")
 
 FALLBACK_ROUTE_PREFIX = "fallback-of:"
+RECORD_RETRY_SECONDS = 0.5  # pause between tries to store an outcome while the database is away
 
 
 @dataclass
@@ -86,24 +91,24 @@ def claim(context: WorkerContext, delivery_id: str, now: datetime | None = None)
     """Take the delivery if it is due and nobody holds it; None when there is nothing to do."""
     now = now or utcnow()
     lease_until = now + timedelta(seconds=context.settings.lease_seconds)
-    with context.engine.begin() as connection:
-        result = connection.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, _claimable(now))
-            .values(
-                state=SENDING,
-                attempts=deliveries.c.attempts + 1,
-                lease_until=lease_until,
-                updated_at=now,
-            )
-        )
-        if result.rowcount != 1:
-            return None
+    with write_transaction(context.engine) as connection:
         delivery = (
-            connection.execute(select(deliveries).where(deliveries.c.id == delivery_id))
+            connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, _claimable(now))
+                .values(
+                    state=SENDING,
+                    attempts=deliveries.c.attempts + 1,
+                    lease_until=lease_until,
+                    updated_at=now,
+                )
+                .returning(*deliveries.c)
+            )
             .mappings()
-            .one()
+            .one_or_none()
         )
+        if delivery is None:
+            return None
         submission = (
             connection.execute(
                 select(submissions).where(submissions.c.id == delivery["submission_id"])
@@ -120,7 +125,7 @@ def process(context: WorkerContext, delivery_id: str) -> Outcome | None:
     if owned is None:
         return None
     outcome = attempt(context, owned)
-    record(context, owned, outcome)
+    _record_patiently(context, owned, outcome)
     if outcome.fallback_id:
         context.publish(outcome.fallback_id, queue_for(URGENT_PRIORITY))
     log.info(
@@ -138,6 +143,29 @@ def process(context: WorkerContext, delivery_id: str) -> Outcome | None:
     return outcome
 
 
+def _record_patiently(context: WorkerContext, owned: Claim, outcome: Outcome) -> None:
+    """record(), retried while the database is unreachable, until the claim's lease ends.
+
+    The server may already have the message. An outcome we fail to store leaves the row in
+    sending, and when the lease runs out another worker sends it again: a duplicate. So a
+    database blip (a restart, a failover, a held lock) is waited out. Past the lease the row is
+    no longer ours (record's fence would refuse the write), and the task's time limit usually
+    ends the wait before that."""
+    lease_end = owned.started_at + timedelta(seconds=context.settings.lease_seconds)
+    while True:
+        try:
+            record(context, owned, outcome)
+            return
+        except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+            if utcnow() + timedelta(seconds=RECORD_RETRY_SECONDS) >= lease_end:
+                raise
+            log.warning(
+                "cannot record the delivery outcome yet; retrying",
+                extra={"delivery_id": owned.id, "error": type(exc).__name__},
+            )
+            time.sleep(RECORD_RETRY_SECONDS)
+
+
 def attempt(context: WorkerContext, owned: Claim) -> Outcome:
     """Send once; every failure becomes an Outcome, never an exception out of here."""
     try:
@@ -150,7 +178,7 @@ def attempt(context: WorkerContext, owned: Claim) -> Outcome:
             refused=exc.refused,
         )
     except SoftTimeLimitExceeded:
-        context.transport.close()
+        context.transport.abort()  # not close(): QUIT to a hung server would hang too
         return Outcome(RETRYING, error="time limit reached while sending")
     except PayloadError as exc:
         return Outcome(FAILED, error=f"cannot read submission: {exc}")
@@ -218,7 +246,7 @@ def _send(context: WorkerContext, owned: Claim) -> SendReport:
         if view.person.get("email") and view.person.get("email_ok") is not False:
             reply_to = str(view.person["email"])
             reply_name = str(view.person.get("name", ""))
-    message = build_email(
+    message = email_bytes(
         rendered,
         sender=context.sender,
         to=recipients,
@@ -299,7 +327,7 @@ def record(
         values["sent_at"] = now
     values["state"] = state
     outcome.state = state
-    with context.engine.begin() as connection:
+    with write_transaction(context.engine) as connection:
         result = connection.execute(
             update(deliveries)
             .where(
@@ -320,14 +348,16 @@ def record(
                 error=outcome.error[:200] or None,
             )
         )
-        if result.rowcount != 1:
-            log.warning(
-                "delivery was taken over; outcome kept as an attempt only",
-                extra={"delivery_id": owned.id, "attempt": owned.attempt},
-            )
-            return
-        if state == FAILED and row["kind"] == ADMISSIONS:
+        taken_over = result.rowcount != 1
+        if not taken_over and state == FAILED and row["kind"] == ADMISSIONS:
             outcome.fallback_id = _add_fallback(connection, context, row, now)
+    # Counted once committed, so an outcome stored only on a second try is counted once.
+    count_delivery(row["kind"], state, owned.attempt, owned.submission["created_at"], now)
+    if taken_over:
+        log.warning(
+            "delivery was taken over; outcome kept as an attempt only",
+            extra={"delivery_id": owned.id, "attempt": owned.attempt},
+        )
 
 
 def _attempt_outcome(outcome: Outcome, refused: list[str]) -> str:

@@ -3,12 +3,16 @@ library's header API (Address objects, the policy's folding), so no input can ad
 
 from __future__ import annotations
 
+import binascii
+import secrets
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, parseaddr
 from html import escape
 
+from service.text import defuse_encoded_words
 from workers.rendering import RenderedEmail
 
 
@@ -34,11 +38,70 @@ def build_email(
     urgent: bool = False,
 ) -> EmailMessage:
     message = EmailMessage()
+    _set_headers(message, sender, to, message_id, date, reply_to, reply_to_name, auto_reply, urgent)
+    message["Subject"] = rendered.subject
+    message.set_content(rendered.text, cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    return message
+
+
+def email_bytes(
+    rendered: RenderedEmail,
+    *,
+    sender: Address,
+    to: list[str],
+    message_id: str,
+    date: datetime,
+    reply_to: str = "",
+    reply_to_name: str = "",
+    auto_reply: bool = False,
+    urgent: bool = False,
+) -> bytes:
+    """build_email(...).as_bytes(policy=SMTP), in half the time (the same message, parsed).
+
+    The headers still go through the email library (Address objects, the policy's checks and
+    folding), which is now most of the cost; only the two bodies, our own rendered templates,
+    are framed as multipart/alternative by hand and quoted-printable encoded by binascii. The
+    library's MIME parts (headers parsed and re-folded per part, a pure-Python encoder) made
+    building and flattening a message about a quarter of a delivery's CPU.
+    """
+    boundary = f"=_{secrets.token_hex(16)}"  # "=" is always encoded in quoted-printable bodies
+    head = EmailMessage(policy=SMTP_POLICY)
+    _set_headers(head, sender, to, message_id, date, reply_to, reply_to_name, auto_reply, urgent)
+    head["Subject"] = rendered.subject
+    head["MIME-Version"] = "1.0"
+    head["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    # The headers exactly as the generator writes them, without generating a (bodiless) body.
+    out = [SMTP_POLICY.fold_binary(name, value) for name, value in head.raw_items()]
+    out.append(b"\r\n")
+    for subtype, content in (("plain", rendered.text), ("html", rendered.html)):
+        text = content.replace("\r\n", "\n").replace("\r", "\n")
+        text += "" if text.endswith("\n") else "\n"  # as the email library's set_content does
+        out.append(
+            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
+        )
+        encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+        out.append(encoded.replace(b"\n", b"\r\n") + b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode("ascii"))
+    return b"".join(out)
+
+
+def _set_headers(
+    message: EmailMessage,
+    sender: Address,
+    to: list[str],
+    message_id: str,
+    date: datetime,
+    reply_to: str,
+    reply_to_name: str,
+    auto_reply: bool,
+    urgent: bool,
+) -> None:
     message["From"] = sender
     message["To"] = [_address(a) for a in to]
     if reply_to:
         message["Reply-To"] = _address(reply_to, reply_to_name)
-    message["Subject"] = rendered.subject
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
     if auto_reply:
@@ -48,16 +111,16 @@ def build_email(
     if urgent:
         message["Importance"] = "high"
         message["X-Priority"] = "1"
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return message
 
 
 def _address(address: str, display_name: str = "") -> Address:
     local, _, domain = address.rpartition("@")
     # Address() refuses CR/LF and other characters that could start a header; display names
     # are encoded by the policy, never pasted raw.
-    return Address(display_name=" ".join(display_name.split())[:120], username=local, domain=domain)
+    # Encoded words are defused too: the email package would decode "=?utf-8?q?...?=" into
+    # whatever it hides (CR/LF included) when it writes the header.
+    name = defuse_encoded_words(" ".join(display_name.split()))[:120]
+    return Address(display_name=name, username=local, domain=domain)
 
 
 def fallback_notice(submission_id: str, reason: str, organization: str) -> RenderedEmail:

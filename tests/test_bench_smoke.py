@@ -1,0 +1,71 @@
+"""The benchmark harness works: its pieces start, and one tiny measurement runs end to end.
+
+Nothing here asserts a timing: performance is measured by `make bench`, never in tests. What
+is checked is that a broken harness cannot report figures: every body the load generators send
+is accepted and stored, the SMTP sink records what it accepted, and the report renders.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from bench.loadgen import paced, submission_body, wrk, wrk_available
+from bench.measure import Figures
+from bench.report import rows, table
+from bench.stack import Bench, count_submissions
+
+pytestmark = pytest.mark.integration
+
+
+def test_sink_records_each_accepted_message_by_message_id(tmp_path: Path) -> None:
+    with Bench(tmp_path) as bench:
+        with smtplib.SMTP("127.0.0.1", bench.sink.port, timeout=5) as smtp:
+            for n in (1, 2, 2):
+                smtp.sendmail(
+                    "care@test.example",
+                    ["admissions@test.example"],
+                    f"Message-ID: <m{n}@test>\r\nSubject: hi\r\n\r\n.dot\r\nbody\r\n".encode(),
+                )
+        accepted = bench.sink.accepted()
+        assert [a.message_id for a in accepted] == ["<m1@test>", "<m2@test>", "<m2@test>"]
+        assert {a.recipient for a in accepted} == {"admissions@test.example"}
+        assert bench.sink.duplicates() == 1
+        bench.sink.stop()  # down: refused, as the backlog measurement needs
+        with pytest.raises(OSError):
+            smtplib.SMTP("127.0.0.1", bench.sink.port, timeout=2)
+
+
+def test_load_generators_submit_accepted_stored_submissions(tmp_path: Path) -> None:
+    with Bench(tmp_path) as bench:
+        bench.fresh_database()
+        _, url = bench.web()
+        samples = paced(url + "/f/contact", 20, 0.5, submission_body("smoke"))
+        assert [s.status for s in samples] == [202] * 10
+        assert len({s.submission_id for s in samples}) == 10  # unique: none taken as duplicate
+        stored = 10
+        results = Figures()
+        if wrk_available():
+            for mode in ("json", "form"):
+                result = wrk(
+                    url + "/f/contact",
+                    "submit.lua",
+                    seconds=1,
+                    connections=2,
+                    threads=1,
+                    script_args=[mode, f"smoke-{mode}"],
+                )
+                assert result.requests > 0
+                assert result.errors == 0  # 202 for JSON, 303 for the browser form
+                stored += result.requests
+                results.values[f"{mode}_sqlite"] = result
+            results.values["baseline"] = [results.values["json_sqlite"]]
+        with bench.engine() as engine:
+            # wrk does not count the requests still in flight when its time is up.
+            assert stored <= count_submissions(engine) <= stored + 2 * 2
+    if results.values:
+        report = table(rows({"ingest": results}))
+        assert "1. Ingest, JSON, SQLite, 64 connections: accepted/s" in report
+        assert "form-encoded" in report
