@@ -16,6 +16,7 @@ import math
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -266,7 +267,17 @@ def paced(
         runner: Callable[..., list[Sample]] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return runner(_paced(host, port, path, rate, seconds, make, timeout))
+    # In a thread of its own: the caller's thread may already run an event loop (a test
+    # session with Playwright's sync API does), and asyncio allows one loop per thread.
+    result: list[list[Sample]] = []
+    worker = threading.Thread(
+        target=lambda: result.append(runner(_paced(host, port, path, rate, seconds, make, timeout)))
+    )
+    worker.start()
+    worker.join()
+    if not result:
+        raise RuntimeError("the paced load generator failed; see the thread's traceback")
+    return result[0]
 
 
 _run_ids = itertools.count()
