@@ -25,26 +25,6 @@ def parse_mailbox(text: str) -> Address:
     return Address(display_name=display, username=local, domain=domain)
 
 
-def build_email(
-    rendered: RenderedEmail,
-    *,
-    sender: Address,
-    to: list[str],
-    message_id: str,
-    date: datetime,
-    reply_to: str = "",
-    reply_to_name: str = "",
-    auto_reply: bool = False,
-    urgent: bool = False,
-) -> EmailMessage:
-    message = EmailMessage()
-    _set_headers(message, sender, to, message_id, date, reply_to, reply_to_name, auto_reply, urgent)
-    message["Subject"] = rendered.subject
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return message
-
-
 def email_bytes(
     rendered: RenderedEmail,
     *,
@@ -57,7 +37,7 @@ def email_bytes(
     auto_reply: bool = False,
     urgent: bool = False,
 ) -> bytes:
-    """build_email(...).as_bytes(policy=SMTP), in half the time (the same message, parsed).
+    """The message as SMTP bytes, in half the time EmailMessage parts take to flatten.
 
     The headers still go through the email library (Address objects, the policy's checks and
     folding), which is now most of the cost; only the two bodies, our own rendered templates,

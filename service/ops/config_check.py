@@ -172,7 +172,7 @@ def send_test_email(
     from email.utils import make_msgid
 
     from workers.content import org_context
-    from workers.messages import build_email, parse_mailbox
+    from workers.messages import email_bytes, parse_mailbox
     from workers.rendering import TEST_TEMPLATE, EmailRenderer
     from workers.smtp import SmtpTransport
 
@@ -183,7 +183,7 @@ def send_test_email(
         TEST_TEMPLATE, {"org": org_context(config), "sent_at": local.strftime("%Y-%m-%d %H:%M %Z")}
     )
     message_id = make_msgid("intake-test", domain=sender.domain)
-    message = build_email(rendered, sender=sender, to=list(to), message_id=message_id, date=now)
+    message = email_bytes(rendered, sender=sender, to=list(to), message_id=message_id, date=now)
     transport = SmtpTransport(settings)
     try:
         report = transport.send(message, sender.addr_spec, list(to))
