@@ -12,6 +12,7 @@ _INVISIBLE = dict.fromkeys(
     None,
 )
 _SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
 # The opener of an RFC 2047 encoded word ("=?utf-8?q?...?="). Python's email package (3.11.7 at
 # least; cf. CVE-2024-6923, CVE-2026-1299) decodes such words inside quoted display names and
 # addresses when it writes a header, so "=0D=0ABcc:" typed into a name became a real Bcc header.
@@ -19,8 +20,25 @@ _SPACES = re.compile(r"[ \t\u00a0]+")
 _ENCODED_WORD_OPENER = re.compile(r"=\?(?=.*\?=)")
 
 
+# ASCII text (nearly every submission) needs no normalization and has no invisible characters;
+# its only control characters are C0 and DEL, so one translate does what the loop below does
+# (a fifth of the time of accepting a submission went to that loop).
+_ASCII_CONTROLS = {c: None for c in [*range(0x20), 0x7F] if chr(c) not in "\t\n"}
+_ASCII_ONE_LINE = str.maketrans({**_ASCII_CONTROLS, ord("\t"): " ", ord("\n"): " "})
+_ASCII_MULTILINE = str.maketrans({**_ASCII_CONTROLS, ord("\t"): " "})
+
+
 def clean_text(value: str, *, multiline: bool = False) -> str:
     """NFC, no control or invisible formatting characters; CR/LF only where lines are allowed."""
+    if value.isascii():
+        text = value.replace("\r\n", "\n").replace("\r", "\n")
+        text = text.translate(_ASCII_MULTILINE if multiline else _ASCII_ONE_LINE)
+        return _tidy(text, multiline)
+    return clean_any_text(value, multiline=multiline)
+
+
+def clean_any_text(value: str, *, multiline: bool = False) -> str:
+    """clean_text for any text, character by character (clean_text's path for non-ASCII)."""
     text = unicodedata.normalize("NFC", value).translate(_INVISIBLE)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     kept = []
@@ -33,10 +51,14 @@ def clean_text(value: str, *, multiline: bool = False) -> str:
             kept.append(" " if ch in "\u2028\u2029\x85" else "")
         else:
             kept.append(ch)
-    text = "".join(kept)
+    return _tidy("".join(kept), multiline)
+
+
+def _tidy(text: str, multiline: bool) -> str:
+    """Runs of spaces to one; at most one blank line in a row; encoded words defused."""
     if multiline:
         lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+        return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
     return _SPACES.sub(" ", defuse_encoded_words(text)).strip()
 
 

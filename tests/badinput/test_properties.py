@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from service.bodies import FORM, MULTIPART, BodyError, parse_body
 from service.config import load_config
 from service.replies import safe_next
-from service.text import clean_text
+from service.text import clean_any_text, clean_text
 from service.validation import KNOWN_FIELDS, FormValidator
 from tests.badinput.conftest import Stack
 from tests.badinput.test_catalogue import assert_inert, stored
@@ -111,6 +111,12 @@ def test_cleaning_is_idempotent_and_leaves_nothing_for_a_header(
     assert all(unicodedata.category(c) not in {"Cc", "Cs"} or c == "\n" for c in cleaned)
     if not multiline:
         assert "\n" not in cleaned and not ENCODED_WORD.search(cleaned)
+
+
+@FAST
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)), st.booleans())
+def test_the_ascii_fast_path_cleans_as_the_general_path_does(value: str, multiline: bool) -> None:
+    assert clean_text(value, multiline=multiline) == clean_any_text(value, multiline=multiline)
 
 
 @FAST
