@@ -84,11 +84,16 @@ _PATTERN = re.compile(
 )
 
 
+_WHITESPACE = re.compile(r"\s+")
+
+
 def fold(text: str) -> str:
     """Lower-case, strip accents and unify apostrophes, so 'Sobredósis' matches too."""
+    if text.isascii():  # nothing to decompose or unify (most messages)
+        return _WHITESPACE.sub(" ", text.lower())
     decomposed = unicodedata.normalize("NFKD", text.lower())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return re.sub(r"\s+", " ", stripped.replace("\u2019", "'").replace("\u2018", "'"))
+    return _WHITESPACE.sub(" ", stripped.replace("\u2019", "'").replace("\u2018", "'"))
 
 
 def free_text(person: dict[str, Any], subject: str = "") -> list[str]:
