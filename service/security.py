@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,11 +76,11 @@ class CorsMiddleware:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response_headers = MutableHeaders(scope=message)
-                response_headers.add_vary_header("Origin")
+                raw = message["headers"] = list(message.get("headers", ()))
+                add_vary_origin(raw)
                 if allowed and origin is not None:
-                    response_headers["Access-Control-Allow-Origin"] = origin
-                    response_headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+                    raw.append((b"access-control-allow-origin", origin.encode("latin-1")))
+                    raw.append((b"access-control-expose-headers", EXPOSED_HEADERS.encode()))
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
@@ -125,17 +125,36 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in COMMON_HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
-                if headers.get("content-type", "").startswith("text/html"):
-                    for name, value in HTML_HEADERS.items():
-                        if name not in headers:
-                            headers[name] = value
+                message["headers"] = list(message.get("headers", ()))
+                add_security_headers(message["headers"])
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# Response headers are edited as ASGI's raw list of (lower-case name, value) byte pairs: a
+# MutableHeaders per answer and per middleware cost more than the rest of a middleware.
+RawHeaders = list[tuple[bytes, bytes]]
+_COMMON_RAW = [(k.lower().encode(), v.encode()) for k, v in COMMON_HEADERS.items()]
+_HTML_RAW = [(k.lower().encode(), v.encode()) for k, v in HTML_HEADERS.items()]
+
+
+def add_security_headers(raw: RawHeaders) -> None:
+    """COMMON_HEADERS on every answer, HTML_HEADERS on HTML; never over a value already set."""
+    present = {name.lower() for name, _ in raw}
+    html = any(n.lower() == b"content-type" and v.startswith(b"text/html") for n, v in raw)
+    for name, value in (*_COMMON_RAW, *_HTML_RAW) if html else _COMMON_RAW:
+        if name not in present:
+            raw.append((name, value))
+
+
+def add_vary_origin(raw: RawHeaders) -> None:
+    """Vary: Origin, added to a Vary header already there or as a new one."""
+    for index, (name, value) in enumerate(raw):
+        if name.lower() == b"vary":
+            raw[index] = (name, value + b", Origin")
+            return
+    raw.append((b"vary", b"Origin"))
 
 
 def foreign_post(headers: Headers, allowed: frozenset[str]) -> bool:
