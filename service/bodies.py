@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -31,9 +32,15 @@ class BodyError(Exception):
 
 
 def media_type(request: Request) -> tuple[str, dict[str, str]]:
-    header = request.headers.get("content-type", "")
+    """The request's media type, lower-cased, and its parameters (charset, boundary, ...)."""
+    mime, params = _parse_content_type(request.headers.get("content-type", ""))
+    return mime, dict(params)
+
+
+@functools.lru_cache(maxsize=128)  # a site sends a handful of distinct Content-Type values
+def _parse_content_type(header: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     value, options = parse_options_header(header)
-    params = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in options.items()}
+    params = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in options.items())
     return value.decode("latin-1").strip().lower(), params
 
 
