@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from service.bulkinsert import BulkInsert
 from service.models import PENDING, deliveries, submissions
 from service.routing import PlannedDelivery
 
@@ -153,10 +154,8 @@ def write_records(
             record.answer_id = record.id
             if fingerprint:
                 earlier.setdefault(fingerprint, []).append((record.row["created_at"], record.id))
-        if rows:
-            connection.execute(_INSERT_SUBMISSIONS, rows)
-        if delivery_rows:
-            connection.execute(_INSERT_DELIVERIES, delivery_rows)
+        _INSERT_SUBMISSIONS(connection, rows)
+        _INSERT_DELIVERIES(connection, delivery_rows)
 
 
 def _recent_duplicates(
@@ -176,8 +175,8 @@ def _recent_duplicates(
 
 
 # Built once: building a statement costs more than running it for a small batch.
-_INSERT_SUBMISSIONS = insert(submissions)
-_INSERT_DELIVERIES = insert(deliveries)
+_INSERT_SUBMISSIONS = BulkInsert(submissions)
+_INSERT_DELIVERIES = BulkInsert(deliveries)
 _RECENT = (
     select(submissions.c.fingerprint, submissions.c.created_at, submissions.c.id)
     .where(
