@@ -1,8 +1,9 @@
 """Rate limits in Redis: per client address and per email and phone, in one round trip.
 
 A fixed window per key, counted by a small Lua script (INCR, and PEXPIRE on the first hit), so
-every counter a request touches is read and bumped atomically in one call. Keys carry a keyed
-hash of the address, email or phone, never the value itself: Redis holds no personal data.
+every counter a request touches is read and bumped atomically in one call, and concurrent
+requests share that call (service.counterbatch). Keys carry a keyed hash of the address, email
+or phone, never the value itself: Redis holds no personal data.
 
 Limits count valid submissions only (checked after validation): a person correcting a typo
 is never pushed over the limit by their own 422s, and malformed posts never reach the database
@@ -17,7 +18,6 @@ request nothing rather than a timeout.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.config import FormConfig
+from service.counterbatch import BUMP_SCRIPT, CounterBatch
 from service.pages import PageRenderer
 from service.rates import Rate, parse_rate
 from service.replies import problem
@@ -41,22 +42,6 @@ log = logging.getLogger("intake.ratelimit")
 
 KEY_PREFIX = "intake:rl:"  # every rate-limit counter lives under this prefix
 BREAKER_SECONDS = 5.0  # after Redis failed, counters are skipped (fail open) for this long
-# Bumps every key in one atomic call; returns count and remaining milliseconds per key.
-_SCRIPT = """
-local window = tonumber(ARGV[1])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  local ttl = redis.call('PTTL', key)
-  if ttl < 0 then
-    redis.call('PEXPIRE', key, window)
-    ttl = window
-  end
-  out[2 * i - 1] = count
-  out[2 * i] = ttl
-end
-return out
-"""
 
 
 @dataclass(frozen=True)
@@ -82,7 +67,6 @@ class RateLimiter:
     ) -> None:
         self._client = client
         self._hash = keyed_hash
-        self._timeout = timeout_seconds
         self._rates: dict[str, Rate | None] = {}
         fallback = parse_rate(default)
         for name, form in forms.items():
@@ -90,7 +74,11 @@ class RateLimiter:
                 self._rates[name] = parse_rate(form.rate_limit) if form.rate_limit else fallback
             except ValueError as exc:
                 raise ValueError(f"forms.{name}.rate_limit: {exc}") from exc
-        self._script: Any = client.register_script(_SCRIPT) if client is not None else None
+        self._batch = (
+            CounterBatch(client.register_script(BUMP_SCRIPT), timeout_seconds)
+            if client is not None
+            else None
+        )
         self._skip_until = 0.0
 
     @classmethod
@@ -126,7 +114,7 @@ class RateLimiter:
     async def hit(self, form: str, subjects: Mapping[str, str]) -> Decision:
         """Count one submission against every subject; refuse when any counter is over."""
         rate = self._rates.get(form)
-        if rate is None or self._script is None or not subjects:
+        if rate is None or self._batch is None or not subjects:
             return ALLOWED
         if time.monotonic() < self._skip_until:
             return ALLOWED
@@ -134,11 +122,7 @@ class RateLimiter:
         if not keys:
             return ALLOWED
         try:
-            result = await asyncio.wait_for(
-                self._script(keys=list(keys.values()), args=[rate.window_seconds * 1000]),
-                self._timeout,
-            )
-            counts = [(int(result[2 * i]), int(result[2 * i + 1])) for i in range(len(keys))]
+            counts = await self._batch.bump(list(keys.values()), rate.window_seconds * 1000)
         except (RedisError, OSError, TimeoutError, ValueError, IndexError, TypeError) as exc:
             self._skip_until = time.monotonic() + BREAKER_SECONDS
             log.warning("rate limit unavailable; allowing", extra={"error": type(exc).__name__})
