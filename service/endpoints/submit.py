@@ -84,7 +84,7 @@ async def submit(request: Request) -> Response:
         None if urgent else await screening.quarantine_reason(state, form, intake, client_address)
     )
     try:
-        record = await _store(request, state, form_name, intake, urgent, quarantine_reason)
+        record = await _store(state, form_name, intake, client_address, urgent, quarantine_reason)
     except SQLAlchemyError:
         count_refusal(form_name, ["DATABASE_UNAVAILABLE"], outcome="unavailable")
         return problem(
@@ -119,10 +119,10 @@ async def submit(request: Request) -> Response:
 
 
 async def _store(
-    request: Request,
     state: AppState,
     form_name: str,
     intake: Intake,
+    client_address: str,
     urgent: bool,
     quarantine_reason: str | None,
 ) -> Any:
@@ -142,7 +142,7 @@ async def _store(
         "state_code": person.get("state"),
         "for_whom": person.get("for_whom"),
         "payload": state.cipher.seal(payload),
-        "client_address": state.clients.resolve(request)[:64],
+        "client_address": client_address[:64],
         "consent_hash": consent_hash(intake.language),
         "consent_at": now,
         "fingerprint": state.fingerprint(
