@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from service.localredis import stop_process
+
 GREETING = b"220 bench-sink ESMTP\r\n"
 EHLO_REPLY = b"250-bench-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n"
 START_TIMEOUT = 10.0  # seconds to wait for the sink to listen
@@ -160,13 +162,7 @@ class SinkProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            stop_process(self.process)
             self.process = None
 
     def accepted(self) -> list[Accepted]:
