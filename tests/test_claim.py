@@ -1,4 +1,7 @@
-"""The claim, the fenced record and the sweeper, against the real database (SQLite, PostgreSQL)."""
+"""The claim, the fenced record and the sweeper, against the real database (SQLite, PostgreSQL).
+
+A claim takes the named delivery and its submission's other due deliveries together; they are
+sent one after the other, each outcome committed before the next send starts."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -14,8 +18,9 @@ from service.models import RETRYING, SENDING, SENT, deliveries, submissions
 from service.outbox import SubmissionRecord, build_record, new_id, write_records
 from service.routing import PlannedDelivery
 from service.settings import Settings
+from tests.support.smtp import SmtpSink
 from workers.context import WorkerContext
-from workers.delivery import Outcome, claim, record
+from workers.delivery import Outcome, attempt, claim, process, record
 from workers.sweeper import sweep
 
 
@@ -25,7 +30,9 @@ def context(settings: Settings, published: list[tuple[str, str]]) -> WorkerConte
     )
 
 
-def new_record(payload: str = 'json:{"person": {"name": "A"}}') -> SubmissionRecord:
+def new_record(
+    payload: str = 'json:{"person": {"name": "A"}}', *, with_autoreply: bool = False
+) -> SubmissionRecord:
     now = utcnow()
     submission = {
         "id": new_id(),
@@ -37,13 +44,20 @@ def new_record(payload: str = 'json:{"person": {"name": "A"}}') -> SubmissionRec
         "payload": payload,
     }
     plan = [PlannedDelivery("admissions", "email", ("a@x.org",), "default", 1)]
+    if with_autoreply:
+        plan.append(PlannedDelivery("autoreply", "email", ("p@x.org",), "default", 2))
     return build_record(submission, plan, now=now, mail_domain="x.org")
 
 
-def store_one(engine: Engine) -> SubmissionRecord:
-    rec = new_record()
+def store_one(engine: Engine, *, with_autoreply: bool = False) -> SubmissionRecord:
+    rec = new_record(with_autoreply=with_autoreply)
     write_records(engine, [rec], timedelta(minutes=10))
     return rec
+
+
+def set_row(engine: Engine, delivery_id: str, **values: object) -> None:
+    with engine.begin() as c:
+        c.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
 
 
 def state_of(engine: Engine, delivery_id: str) -> dict:
@@ -61,9 +75,7 @@ def test_only_one_of_many_concurrent_claims_wins(settings: Settings, engine: Eng
 
     def contend() -> None:
         barrier.wait()
-        owned = claim(ctx, delivery_id)
-        if owned is not None:
-            winners.append(owned)
+        winners.extend(claim(ctx, delivery_id))
 
     threads = [threading.Thread(target=contend) for _ in range(8)]
     for t in threads:
@@ -78,11 +90,10 @@ def test_only_one_of_many_concurrent_claims_wins(settings: Settings, engine: Eng
 def test_a_taken_over_delivery_cannot_be_overwritten(settings: Settings, engine: Engine) -> None:
     ctx = context(settings, [])
     delivery_id = store_one(engine).deliveries[0]["id"]
-    first = claim(ctx, delivery_id)
-    assert first is not None
+    [first] = claim(ctx, delivery_id)
     later = utcnow() + timedelta(seconds=settings.lease_seconds + 1)
-    second = claim(ctx, delivery_id, now=later)  # the first worker's lease ran out
-    assert second is not None and second.attempt == 2
+    [second] = claim(ctx, delivery_id, now=later)  # the first worker's lease ran out
+    assert second.attempt == 2
     record(ctx, first, Outcome(RETRYING, error="late"))  # the stale worker reports in
     assert state_of(engine, delivery_id)["state"] == SENDING
     record(ctx, second, Outcome(SENT, accepted=["a@x.org"]))
@@ -130,3 +141,123 @@ def test_outbox_write_is_atomic(engine: Engine) -> None:
     with engine.connect() as c:
         ids = c.execute(select(submissions.c.id)).scalars().all()
     assert ids == [first.id]
+
+
+# --- One message, every due delivery of its submission ---------------------------------------
+
+
+def test_the_deliveries_of_a_submission_are_claimed_together_most_urgent_first(
+    settings: Settings, engine: Engine
+) -> None:
+    ctx = context(settings, [])
+    admissions, autoreply = (d["id"] for d in store_one(engine, with_autoreply=True).deliveries)
+    claims = claim(ctx, autoreply)  # the message named the auto-reply
+    assert [c.id for c in claims] == [admissions, autoreply]
+    assert [c.attempt for c in claims] == [1, 1]
+    assert claims[0].submission is claims[1].submission  # decrypted once, for both
+    assert {state_of(engine, d)["state"] for d in (admissions, autoreply)} == {SENDING}
+    assert claim(ctx, admissions) == [] and claim(ctx, autoreply) == []  # duplicates: no-ops
+    ctx.close()
+
+
+def test_a_sibling_sent_held_or_not_yet_due_is_left_alone(
+    settings: Settings, engine: Engine
+) -> None:
+    ctx = context(settings, [])
+    later = utcnow() + timedelta(hours=1)
+    cases = {
+        "sent": {"state": SENT, "attempts": 1},
+        "held": {"state": SENDING, "attempts": 1, "lease_until": later},
+        "not due": {"state": RETRYING, "attempts": 1, "next_attempt_at": later},
+    }
+    for case, values in cases.items():
+        admissions, autoreply = (d["id"] for d in store_one(engine, with_autoreply=True).deliveries)
+        set_row(engine, autoreply, **values)
+        before = state_of(engine, autoreply)
+        assert [c.id for c in claim(ctx, admissions)] == [admissions], case
+        assert state_of(engine, autoreply) == before, case
+    ctx.close()
+
+
+def test_a_message_for_a_done_delivery_claims_nothing(settings: Settings, engine: Engine) -> None:
+    """Its due sibling has a message of its own (from the sweeper, when it is a retry)."""
+    ctx = context(settings, [])
+    admissions, autoreply = (d["id"] for d in store_one(engine, with_autoreply=True).deliveries)
+    set_row(engine, admissions, state=SENT, attempts=1)
+    assert claim(ctx, admissions) == []
+    assert state_of(engine, autoreply)["state"] == "pending"
+    ctx.close()
+
+
+class Killed(BaseException):
+    """Stands for the worker process dying: nothing in the delivery code catches it."""
+
+
+class DyingTransport:
+    """Sends through the real transport, checking that every earlier outcome is already
+    committed, and dies as the given send starts."""
+
+    def __init__(self, ctx: WorkerContext, engine: Engine, die_at: int) -> None:
+        self.real, self.engine, self.die_at = ctx.transport, engine, die_at
+        self.sent: list[str] = []
+
+    def send(self, message: bytes, sender: str, recipients: list[str]) -> object:
+        with self.engine.connect() as c:
+            states = c.execute(select(deliveries.c.state)).scalars().all()
+        assert states.count(SENT) == len(self.sent)  # the HARD RULE: recorded before next send
+        if len(self.sent) == self.die_at:
+            raise Killed
+        self.sent.extend(recipients)
+        return self.real.send(message, sender, recipients)
+
+    def abort(self) -> None:
+        self.real.abort()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_worker_killed_between_two_sends_does_not_send_the_first_again(
+    settings: Settings, engine: Engine, smtp: SmtpSink
+) -> None:
+    ctx = context(settings, [])
+    admissions, autoreply = (d["id"] for d in store_one(engine, with_autoreply=True).deliveries)
+    dying = DyingTransport(ctx, engine, die_at=1)
+    ctx.transport = dying  # type: ignore[assignment]
+    with pytest.raises(Killed):
+        process(ctx, autoreply)
+    assert dying.sent == ["a@x.org"] and len(smtp.received) == 1
+    assert state_of(engine, admissions)["state"] == SENT
+    assert state_of(engine, autoreply)["state"] == SENDING  # held until its lease ends
+    # Another worker, once the lease has run out (the sweeper publishes it again):
+    ctx.transport = dying.real
+    after_lease = utcnow() + timedelta(seconds=settings.lease_seconds + 1)
+    assert claim(ctx, admissions, now=after_lease) == []  # sent: a stray message does nothing
+    [retaken] = claim(ctx, autoreply, now=after_lease)
+    assert retaken.id == autoreply and retaken.attempt == 2
+    record(ctx, retaken, attempt(ctx, retaken))
+    ctx.close()
+    assert [r.recipients for r in smtp.received] == [["a@x.org"], ["p@x.org"]]
+    assert state_of(engine, admissions)["attempts"] == 1
+
+
+def test_the_time_limit_gives_back_what_was_not_attempted(
+    settings: Settings, engine: Engine, smtp: SmtpSink
+) -> None:
+    published: list[tuple[str, str]] = []
+    ctx = context(settings, published)
+    admissions, autoreply = (d["id"] for d in store_one(engine, with_autoreply=True).deliveries)
+
+    def out_of_time(*_: object) -> object:
+        raise SoftTimeLimitExceeded
+
+    ctx.transport.send = out_of_time  # type: ignore[method-assign]
+    outcomes = process(ctx, admissions)
+    ctx.close()
+    assert [o.state for o in outcomes] == [RETRYING]  # only the first was attempted
+    assert state_of(engine, admissions)["state"] == RETRYING
+    given_back = state_of(engine, autoreply)
+    assert given_back["state"] == "pending" and given_back["attempts"] == 0
+    assert given_back["lease_until"] is None
+    assert published == [(autoreply, "autoreply")]
+    assert smtp.received == []

@@ -8,6 +8,7 @@ import signal
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine, select
 
 from service.models import ADMISSIONS, AUTOREPLY, FALLBACK, attempts, deliveries
@@ -162,6 +163,35 @@ def test_duplicate_task_messages_send_once(
     wait_until(lambda: all_settled(engine))
     assert len(smtp.to(ADMISSIONS_EMAIL)) == 2
     assert len({r.message_id for r in smtp.received}) == 2
+
+
+def test_one_message_sends_every_due_delivery_of_its_submission(
+    client: httpx.Client, settings: Settings, smtp: SmtpSink, engine: Engine, tmp_path
+) -> None:
+    """The web may publish only the most urgent delivery: its worker claims the others too and
+    sends them on the same connection, admissions first, whichever delivery the message named."""
+    assert client.post("/f/contact", json=person()).status_code == 202
+    broker = redis.Redis.from_url(settings.redis_url)
+    wait_until(lambda: broker.llen("admissions") + broker.llen("autoreply") > 0)
+    broker.flushall()  # drop what the web published: only ours below wakes a worker
+    broker.close()
+    rows = {r["kind"]: r for r in delivery_rows(engine)}
+    app = create_celery(settings, include_tasks=False)
+    app.send_task(DELIVER_TASK, args=[rows[AUTOREPLY]["id"]], queue="autoreply")
+    connections = smtp.connections
+    worker = ServiceProcess(settings, ["worker", "--concurrency", "1"], tmp_path / "w.log").start()
+    try:
+        smtp.wait_for(2)
+        wait_until(lambda: all_settled(engine))
+    finally:
+        worker.stop()
+    assert [r.message_id for r in smtp.received] == [
+        rows[ADMISSIONS]["message_id"],
+        rows[AUTOREPLY]["message_id"],
+    ]
+    assert smtp.connections - connections == 1
+    assert {r["state"] for r in delivery_rows(engine)} == {"sent"}
+    assert sorted(a["outcome"] for a in attempt_rows(engine)) == ["sent", "sent"]
 
 
 def test_killed_worker_is_recovered_by_the_sweeper(

@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.headerregistry import Address
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from service.config import AppConfig, load_config
 from service.crypto import PayloadCipher
@@ -28,6 +29,9 @@ class WorkerContext:
     settings: Settings
     config: AppConfig
     engine: Engine
+    # Claims are committed through this one without waiting for the disk (why: delivery.claim);
+    # on PostgreSQL it is the same engine and the claim says so per transaction.
+    claims: Engine
     cipher: PayloadCipher
     renderer: EmailRenderer
     transport: SmtpTransport
@@ -39,10 +43,12 @@ class WorkerContext:
 
     @classmethod
     def build(cls, settings: Settings, publish: Publish) -> WorkerContext:
+        engine = make_engine(settings.database_url, pool_size=2)
         return cls(
             settings=settings,
             config=load_config(settings.config),
-            engine=make_engine(settings.database_url, pool_size=2),
+            engine=engine,
+            claims=_claims_engine(settings, engine),
             cipher=PayloadCipher(settings.encryption_key.reveal()),
             renderer=EmailRenderer(settings.templates_dir),
             transport=SmtpTransport(settings),
@@ -60,3 +66,21 @@ class WorkerContext:
         self.transport.close()
         self.webhooks.close()
         self.engine.dispose()
+        if self.claims is not self.engine:
+            self.claims.dispose()
+
+
+def _claims_engine(settings: Settings, engine: Engine) -> Engine:
+    """SQLite sets durability per connection, not per transaction: claims get connections of
+    their own whose commits are written to the WAL but not fsynced (synchronous=NORMAL)."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    claims = make_engine(settings.database_url, pool_size=1)
+    event.listen(claims, "connect", _unsynced)  # after make_engine's pragmas
+    return claims
+
+
+def _unsynced(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,7 +1,12 @@
-"""One delivery attempt: claim the row, send, record the outcome. Plain functions; tasks are thin.
+"""Delivery attempts: claim the rows, send, record each outcome. Plain functions; tasks are thin.
 
-The claim is a compare-and-set on the row, so of any number of workers holding a message for
+The claim is a compare-and-set on the rows, so of any number of workers holding a message for
 the same delivery, exactly one sends; the others find it claimed or sent and do nothing.
+
+A message names one delivery, but its worker also claims the submission's other deliveries that
+are due (in the same statement), decrypts the submission once and sends them one after the other
+on the same SMTP connection, most urgent first. Each outcome is committed before the next send
+starts, so a worker killed between two sends cannot cause the first to be sent again.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -31,6 +36,7 @@ from service.models import (
     SENDING,
     SENT,
     WEBHOOK,
+    UTCDateTime,
     attempts,
     deliveries,
     submissions,
@@ -50,18 +56,41 @@ FALLBACK_ROUTE_PREFIX = "fallback-of:"
 RECORD_RETRY_SECONDS = 0.5  # pause between tries to store an outcome while the database is away
 
 
+# The order in which the claimed deliveries of one submission go out, after their priority: the
+# people who act on an inquiry first, the person's own auto-reply last.
+KIND_ORDER = {ADMISSIONS: 0, FALLBACK: 1, WEBHOOK: 2, AUTOREPLY: 3}
+
+
+@dataclass
+class ClaimedSubmission:
+    """The submission row of a claim, shared by its claimed deliveries: decrypted once."""
+
+    row: dict[str, Any]
+    _view: SubmissionView | None = None
+
+    def view(self, context: WorkerContext) -> SubmissionView:
+        if self._view is None:
+            self._view = _open(context, self.row)
+        return self._view
+
+
 @dataclass
 class Claim:
     """A delivery this worker now owns until its lease ends, with what it needs to send."""
 
     delivery: dict[str, Any]
-    submission: dict[str, Any]
+    submission: ClaimedSubmission
     attempt: int
-    started_at: datetime
+    started_at: datetime  # when this attempt started: the claim, then the send
 
     @property
     def id(self) -> str:
         return str(self.delivery["id"])
+
+    @property
+    def lease_until(self) -> datetime:
+        lease: datetime = self.delivery["lease_until"]
+        return lease
 
     def remaining(self) -> list[str]:
         done = set(json.loads(self.delivery["delivered_to"])) | set(
@@ -78,69 +107,145 @@ class Outcome:
     accepted: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     fallback_id: str = ""
+    timed_out: bool = False  # the task's soft time limit ended the send: send nothing more
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(table: Any, now: Any) -> Any:
     return or_(
-        and_(deliveries.c.state.in_((PENDING, RETRYING)), deliveries.c.next_attempt_at <= now),
-        and_(deliveries.c.state == SENDING, deliveries.c.lease_until < now),
+        and_(table.c.state.in_((PENDING, RETRYING)), table.c.next_attempt_at <= now),
+        and_(table.c.state == SENDING, table.c.lease_until < now),
     )
 
 
-def claim(context: WorkerContext, delivery_id: str, now: datetime | None = None) -> Claim | None:
-    """Take the delivery if it is due and nobody holds it; None when there is nothing to do."""
+_named = deliveries.alias("named")
+# The named delivery, if it is claimable, and with it every claimable delivery of its submission:
+# one statement, so the rows are taken together or not at all. A message for a delivery that is
+# claimed or done matches nothing and costs one statement that writes nothing.
+_CLAIM = (
+    update(deliveries)
+    .where(
+        deliveries.c.submission_id
+        == select(_named.c.submission_id)
+        .where(_named.c.id == bindparam("delivery_id"), _claimable(_named, bindparam("now")))
+        .scalar_subquery(),
+        _claimable(deliveries, bindparam("now")),
+    )
+    .values(
+        state=SENDING,
+        attempts=deliveries.c.attempts + 1,
+        lease_until=bindparam("lease_end"),
+        updated_at=bindparam("now"),
+    )
+    .returning(*deliveries.c)
+)
+_SUBMISSION = select(submissions).where(submissions.c.id == bindparam("submission_id"))
+
+
+def claim(context: WorkerContext, delivery_id: str, now: datetime | None = None) -> list[Claim]:
+    """Take the delivery, if it is due and nobody holds it, with its submission's other due
+    deliveries; most urgent first. Empty when there is nothing to do.
+
+    The claim's commit does not wait for the disk (SQLite synchronous=NORMAL on the claims
+    engine, PostgreSQL synchronous_commit off), which saves an fsync per submission and gives
+    up no guarantee. Other workers see the claim as soon as it commits, which is what keeps
+    them away. A crash of the machine can lose it, but only together with everything committed
+    after it, because the WAL is written in order and each durable commit flushes all of it:
+    a lost claim means a lost record too, and a send whose record is lost is sent again
+    whether or not its claim survived (the window the record's own durability bounds).
+    """
     now = now or utcnow()
-    lease_until = now + timedelta(seconds=context.settings.lease_seconds)
-    with write_transaction(context.engine) as connection:
-        delivery = (
+    lease_end = now + timedelta(seconds=context.settings.lease_seconds)
+    with write_transaction(context.claims) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        rows = (
             connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, _claimable(now))
-                .values(
-                    state=SENDING,
-                    attempts=deliveries.c.attempts + 1,
-                    lease_until=lease_until,
-                    updated_at=now,
-                )
-                .returning(*deliveries.c)
+                _CLAIM, {"delivery_id": delivery_id, "now": now, "lease_end": lease_end}
             )
             .mappings()
-            .one_or_none()
+            .all()
         )
-        if delivery is None:
-            return None
+        if not rows:
+            return []
         submission = (
-            connection.execute(
-                select(submissions).where(submissions.c.id == delivery["submission_id"])
-            )
+            connection.execute(_SUBMISSION, {"submission_id": rows[0]["submission_id"]})
             .mappings()
             .one()
         )
-    return Claim(dict(delivery), dict(submission), int(delivery["attempts"]), now)
+    shared = ClaimedSubmission(dict(submission))
+    claims = [Claim(dict(row), shared, int(row["attempts"]), now) for row in rows]
+    claims.sort(key=_send_order)
+    return claims
 
 
-def process(context: WorkerContext, delivery_id: str) -> Outcome | None:
-    """Claim, send and record one delivery; None when another worker has it or it is done."""
-    owned = claim(context, delivery_id)
-    if owned is None:
-        return None
-    outcome = attempt(context, owned)
-    _record_patiently(context, owned, outcome)
-    if outcome.fallback_id:
-        context.publish(outcome.fallback_id, queue_for(URGENT_PRIORITY))
-    log.info(
-        "delivery attempt",
-        extra={
-            "delivery_id": owned.id,
-            "submission_id": owned.delivery["submission_id"],
-            "kind": owned.delivery["kind"],
-            "attempt": owned.attempt,
-            "state": outcome.state,
-            "code": outcome.code,
-            "error": outcome.error,
-        },
-    )
-    return outcome
+def _send_order(owned: Claim) -> tuple[int, int, str]:
+    row = owned.delivery
+    return (int(row["priority"]), KIND_ORDER.get(str(row["kind"]), len(KIND_ORDER)), owned.id)
+
+
+def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
+    """Claim, send and record the delivery and its due siblings, one after the other; empty when
+    another worker has them or they are done."""
+    claims = claim(context, delivery_id)
+    outcomes = []
+    for index, owned in enumerate(claims):
+        owned.started_at = utcnow()
+        outcome = attempt(context, owned)
+        # Committed before the next send starts: a worker killed between two sends has
+        # recorded the first, which therefore cannot be sent again.
+        _record_patiently(context, owned, outcome)
+        outcomes.append(outcome)
+        if outcome.fallback_id:
+            context.publish(outcome.fallback_id, queue_for(URGENT_PRIORITY))
+        log.info(
+            "delivery attempt",
+            extra={
+                "delivery_id": owned.id,
+                "submission_id": owned.delivery["submission_id"],
+                "kind": owned.delivery["kind"],
+                "attempt": owned.attempt,
+                "state": outcome.state,
+                "code": outcome.code,
+                "error": outcome.error,
+            },
+        )
+        if outcome.timed_out:
+            release(context, claims[index + 1 :])
+            break
+    return outcomes
+
+
+def release(context: WorkerContext, claims: list[Claim], now: datetime | None = None) -> None:
+    """Give back claimed deliveries this task will not attempt (its time is up): due now, their
+    attempt number unused, and published again so that another task sends them."""
+    now = now or utcnow()
+    released = []
+    with write_transaction(context.engine) as connection:
+        for owned in claims:
+            result = connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == owned.id,
+                    deliveries.c.state == SENDING,
+                    deliveries.c.attempts == owned.attempt,
+                )
+                .values(
+                    state=PENDING if owned.attempt == 1 else RETRYING,
+                    attempts=owned.attempt - 1,
+                    lease_until=None,
+                    next_attempt_at=now,
+                    enqueued_at=now,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount == 1:
+                released.append(owned)
+    for owned in released:
+        context.publish(owned.id, queue_for(int(owned.delivery["priority"])))
+        log.info(
+            "delivery released unattempted: time limit reached",
+            extra={"delivery_id": owned.id, "submission_id": owned.delivery["submission_id"]},
+        )
 
 
 def _record_patiently(context: WorkerContext, owned: Claim, outcome: Outcome) -> None:
@@ -151,13 +256,12 @@ def _record_patiently(context: WorkerContext, owned: Claim, outcome: Outcome) ->
     database blip (a restart, a failover, a held lock) is waited out. Past the lease the row is
     no longer ours (record's fence would refuse the write), and the task's time limit usually
     ends the wait before that."""
-    lease_end = owned.started_at + timedelta(seconds=context.settings.lease_seconds)
     while True:
         try:
             record(context, owned, outcome)
             return
         except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
-            if utcnow() + timedelta(seconds=RECORD_RETRY_SECONDS) >= lease_end:
+            if utcnow() + timedelta(seconds=RECORD_RETRY_SECONDS) >= owned.lease_until:
                 raise
             log.warning(
                 "cannot record the delivery outcome yet; retrying",
@@ -179,7 +283,7 @@ def attempt(context: WorkerContext, owned: Claim) -> Outcome:
         )
     except SoftTimeLimitExceeded:
         context.transport.abort()  # not close(): QUIT to a hung server would hang too
-        return Outcome(RETRYING, error="time limit reached while sending")
+        return Outcome(RETRYING, error="time limit reached while sending", timed_out=True)
     except PayloadError as exc:
         return Outcome(FAILED, error=f"cannot read submission: {exc}")
     except Exception as exc:  # a bug must not loop: record it, fail, and let admissions know
@@ -197,8 +301,7 @@ def attempt(context: WorkerContext, owned: Claim) -> Outcome:
     return Outcome(state, code, error, report.accepted, list(report.refused))
 
 
-def _view(context: WorkerContext, owned: Claim) -> SubmissionView:
-    row = owned.submission
+def _open(context: WorkerContext, row: dict[str, Any]) -> SubmissionView:
     if row["payload"] is None:
         raise PayloadError("the submission was purged before it could be delivered")
     payload = context.cipher.open(row["payload"])
@@ -221,7 +324,7 @@ def _send(context: WorkerContext, owned: Claim) -> SendReport:
     if kind == WEBHOOK:
         _send_webhook(context, owned)
         return SendReport(accepted=recipients)
-    view = _view(context, owned)
+    view = owned.submission.view(context)
     reply_to = reply_name = ""
     if kind == AUTOREPLY:
         template = AUTOREPLY_TEMPLATES.get(view.language, AUTOREPLY_TEMPLATES["en"])
@@ -264,7 +367,7 @@ def _send_webhook(context: WorkerContext, owned: Claim) -> None:
     route = next((r for r in context.config.routes if r.name == owned.delivery["route"]), None)
     if route is None or route.webhook is None:
         raise PermanentFailure("the webhook's route is no longer configured")
-    view = _view(context, owned)
+    view = owned.submission.view(context)
     person = dict(view.person)
     if context.settings.admissions_detail == "minimal":
         person = {k: person[k] for k in ("name", "phone", "email", "best_time") if k in person}
@@ -296,6 +399,33 @@ def _fallback_reason(context: WorkerContext, owned: Claim) -> str:
     return f"The admissions notification to {to} could not be delivered: {row.last_error}"
 
 
+# The fenced outcome (only while the row is still ours: sending, with our attempt number) and
+# the attempt row. Built once: building and compiling a statement cost more than running it.
+_RECORD = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("delivery_id"),
+        deliveries.c.state == SENDING,
+        deliveries.c.attempts == bindparam("attempt"),
+    )
+    .values(
+        state=bindparam("new_state"),
+        delivered_to=bindparam("new_delivered_to"),
+        refused=bindparam("new_refused"),
+        updated_at=bindparam("now"),
+        lease_until=None,
+        last_code=bindparam("code"),
+        last_error=bindparam("error"),
+        # Unchanged when None: only a retry moves the next attempt, only a send sets sent_at.
+        next_attempt_at=func.coalesce(
+            bindparam("next_at", type_=UTCDateTime()), deliveries.c.next_attempt_at
+        ),
+        sent_at=func.coalesce(bindparam("sent_at", type_=UTCDateTime()), deliveries.c.sent_at),
+    )
+)
+_INSERT_ATTEMPT = insert(attempts)
+
+
 def record(
     context: WorkerContext, owned: Claim, outcome: Outcome, now: datetime | None = None
 ) -> None:
@@ -306,53 +436,49 @@ def record(
     delivered = json.loads(row["delivered_to"]) + outcome.accepted
     refused = json.loads(row["refused"]) + [r for r in outcome.refused if r not in delivered]
     values: dict[str, Any] = {
-        "delivered_to": json.dumps(delivered),
-        "refused": json.dumps(refused),
-        "updated_at": now,
-        "lease_until": None,
-        "last_code": outcome.code,
-        "last_error": outcome.error[:200] or None,
+        "delivery_id": owned.id,
+        "attempt": owned.attempt,
+        "new_delivered_to": json.dumps(delivered),
+        "new_refused": json.dumps(refused),
+        "now": now,
+        "code": outcome.code,
+        "error": outcome.error[:200] or None,
+        "next_at": None,
+        "sent_at": None,
     }
     state = outcome.state
     if state == RETRYING:
         next_at = context.policy.next_attempt(owned.attempt, row["created_at"], now)
         if next_at is None:
             state = FAILED
-            values["last_error"] = f"gave up after {owned.attempt} attempts: {outcome.error}"[:200]
+            values["error"] = f"gave up after {owned.attempt} attempts: {outcome.error}"[:200]
         else:
-            values["next_attempt_at"] = next_at
+            values["next_at"] = next_at
     if state == SENT and not delivered:
         state = FAILED
     if state == SENT:
         values["sent_at"] = now
-    values["state"] = state
+    values["new_state"] = state
     outcome.state = state
     with write_transaction(context.engine) as connection:
-        result = connection.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == owned.id,
-                deliveries.c.state == SENDING,
-                deliveries.c.attempts == owned.attempt,
-            )
-            .values(**values)
-        )
+        result = connection.execute(_RECORD, values)
         connection.execute(
-            insert(attempts).values(
-                delivery_id=owned.id,
-                number=owned.attempt,
-                started_at=owned.started_at,
-                finished_at=now,
-                outcome=_attempt_outcome(outcome, refused),
-                code=outcome.code,
-                error=outcome.error[:200] or None,
-            )
+            _INSERT_ATTEMPT,
+            {
+                "delivery_id": owned.id,
+                "number": owned.attempt,
+                "started_at": owned.started_at,
+                "finished_at": now,
+                "outcome": _attempt_outcome(outcome, refused),
+                "code": outcome.code,
+                "error": outcome.error[:200] or None,
+            },
         )
         taken_over = result.rowcount != 1
         if not taken_over and state == FAILED and row["kind"] == ADMISSIONS:
             outcome.fallback_id = _add_fallback(connection, context, row, now)
     # Counted once committed, so an outcome stored only on a second try is counted once.
-    count_delivery(row["kind"], state, owned.attempt, owned.submission["created_at"], now)
+    count_delivery(row["kind"], state, owned.attempt, owned.submission.row["created_at"], now)
     if taken_over:
         log.warning(
             "delivery was taken over; outcome kept as an attempt only",
@@ -400,4 +526,13 @@ def _add_fallback(
     return fallback_id
 
 
-__all__ = ["Claim", "Outcome", "TemporaryFailure", "attempt", "claim", "process", "record"]
+__all__ = [
+    "Claim",
+    "Outcome",
+    "TemporaryFailure",
+    "attempt",
+    "claim",
+    "process",
+    "record",
+    "release",
+]

@@ -38,9 +38,10 @@ def _close_contexts(**_: Any) -> None:
 
 @shared_task(name=DELIVER_TASK, bind=True)
 def deliver(self: Any, delivery_id: str) -> str:
-    """Send one delivery if it is due and unclaimed; a duplicate message does nothing."""
-    outcome = delivery.process(context_for(self.app), delivery_id)
-    return outcome.state if outcome else "skipped"
+    """Send the delivery, and its submission's other due deliveries, if it is due and unclaimed;
+    a duplicate message does nothing."""
+    outcomes = delivery.process(context_for(self.app), delivery_id)
+    return ",".join(outcome.state for outcome in outcomes) or "skipped"
 
 
 @shared_task(name=SWEEP_TASK, bind=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from service.models import SENDING, deliveries
 from tests.chaos.harness import Chaos, database_write_lock, variants
@@ -30,7 +30,8 @@ def test_sigkill_before_smtp(chaos: Chaos) -> None:
     smtp_proxy.pause()
     chaos.fault("SMTP unreachable (silent proxy), then SIGKILL of the worker and its pool")
     chaos.submit(server, 4)
-    wait_until(lambda: chaos.states().get(SENDING, 0) == 2, timeout=20)  # both pool processes
+    # Both pool processes stuck, each holding one submission (its deliveries claimed together).
+    wait_until(lambda: held_submissions(chaos) == 2, timeout=20)
     assert chaos.smtp.connections == reached  # nothing reached the SMTP server
     chaos.kill(worker)
     smtp_proxy.restore()
@@ -38,6 +39,18 @@ def test_sigkill_before_smtp(chaos: Chaos) -> None:
     chaos.cleared()
     chaos.settle(TAKEOVER_BOUND)
     chaos.verify()
+
+
+def held_submissions(chaos: Chaos) -> int:
+    """Submissions with a delivery claimed (sending) by a worker."""
+    with chaos.engine.connect() as connection:
+        return int(
+            connection.execute(
+                select(func.count(distinct(deliveries.c.submission_id))).where(
+                    deliveries.c.state == SENDING
+                )
+            ).scalar_one()
+        )
 
 
 @variants(short=("accepted",), full=("mid-data", "accepted"))
