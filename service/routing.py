@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,17 @@ def queue_for(priority: int, *, backlog: bool = False) -> str:
     if backlog:
         return "backlog"
     return "admissions" if priority == ADMISSIONS_PRIORITY else "autoreply"
+
+
+def wake_up(deliveries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """What to publish for a new submission: its most urgent delivery only, on that delivery's
+    queue. The worker that claims it takes the submission's other due deliveries along
+    (workers.delivery.claim), so a message for each of them would only run a task that finds
+    nothing to do. If this message is lost, the sweeper publishes every one of them."""
+    if not deliveries:
+        return []
+    lead = min(deliveries, key=lambda delivery: int(delivery["priority"]))
+    return [(str(lead["id"]), queue_for(int(lead["priority"])))]
 
 
 def route_facts(form: str, person: dict[str, Any], language: str, urgent: bool) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.config import parse_config
-from service.routing import plan_deliveries, queue_for
+from service.routing import plan_deliveries, queue_for, wake_up
 from service.settings import Settings
 
 SETTINGS = Settings(admissions_email=("desk@x.org",), oncall_email=("oncall@x.org",))
@@ -58,3 +58,14 @@ def test_no_autoreply_when_email_is_not_safe() -> None:
         CONFIG, SETTINGS, "contact", {"email": "p@y.org", "email_ok": False}, "en", urgent=False
     )
     assert [p.kind for p in plan] == ["admissions"]
+
+
+def test_a_new_submission_wakes_one_worker_for_its_most_urgent_delivery() -> None:
+    rows = [
+        {"id": "reply", "priority": 2},
+        {"id": "desk", "priority": 1},
+        {"id": "crm", "priority": 1},
+    ]
+    assert wake_up(rows) == [("desk", "admissions")]
+    assert wake_up([{"id": "a", "priority": 2}, {"id": "b", "priority": 0}]) == [("b", "urgent")]
+    assert wake_up([]) == []  # quarantined: nothing to send

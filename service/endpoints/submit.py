@@ -19,7 +19,7 @@ from service.models import ACCEPTED, QUARANTINED
 from service.outbox import build_record, new_id
 from service.ratelimit import subjects, too_many
 from service.replies import accepted, invalid, problem, safe_next
-from service.routing import plan_deliveries, queue_for
+from service.routing import plan_deliveries, wake_up
 from service.security import refuse_foreign_origin
 from service.state import AppState
 from service.triage import free_text, is_urgent
@@ -97,7 +97,7 @@ async def submit(request: Request) -> Response:
         )
 
     if not record.duplicate:
-        state.publisher.publish([(d["id"], queue_for(d["priority"])) for d in record.deliveries])
+        state.publisher.publish(wake_up(record.deliveries))
     log.info(
         "submission accepted",
         extra={
