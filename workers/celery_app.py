@@ -29,13 +29,18 @@ def create_celery(settings: Settings, *, include_tasks: bool = True) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=max(socket_timeout, 2.0),
         broker_transport_options={
-            # Longer than any task can run, so an unacked message is redelivered only when its
-            # worker really died; the sweeper, not ETA messages, schedules retries.
-            "visibility_timeout": max(3600, int(time_limit * 4)),
             "socket_timeout": max(socket_timeout, 5.0),
             "socket_connect_timeout": max(socket_timeout, 2.0),
             "queue_order_strategy": "priority",
             "retry_on_timeout": False,
+            # kombu keeps no copy in Redis of a message whose task is running (its "ack
+            # emulation": an unacked hash and index, two Redis round trips per task during which
+            # the pool process sat idle, a fifth of its time). That copy came back only after a
+            # visibility timeout; the sweeper republishes what a dead worker held, from the
+            # database, long before. A pool process that dies still has its message requeued
+            # by the worker (task_reject_on_worker_lost), and acks_late with prefetch 1 still
+            # keeps each process to one message at a time, so priorities stay strict.
+            "ack_emulation": False,
         },
         broker_pool_limit=4,
         task_serializer="json",
