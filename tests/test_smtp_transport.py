@@ -4,11 +4,13 @@ with a certificate made here, connection reuse, and classification of every kind
 from __future__ import annotations
 
 import datetime as dt
+import smtplib
 import socket
 import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -37,9 +39,26 @@ def message(to: str = "a@test.example") -> EmailMessage:
     return msg
 
 
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink().start()
+def offer_pipelining(server: SmtpSink) -> None:
+    """Make the sink offer PIPELINING (aiosmtpd reads pipelined commands but does not say so)."""
+
+    async def handle_EHLO(
+        smtp: object, session: Any, envelope: object, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    server._controller.handler.handle_EHLO = handle_EHLO
+
+
+@pytest.fixture(params=["pipelining", "one command at a time"])
+def sink(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
+    """Every test runs against a server that offers PIPELINING (the envelope goes out in one
+    write) and one that does not."""
+    server = SmtpSink()
+    if request.param == "pipelining":
+        offer_pipelining(server)
+    server.start()
     yield server
     server.stop()
 
@@ -58,6 +77,46 @@ def test_reuses_one_connection(sink: SmtpSink) -> None:
         assert report.accepted == ["a@test.example"]
     transport.close()
     assert len(sink.received) == 5 and sink.connections - before == 1
+
+
+def test_pipelining_sends_the_envelope_in_one_write(
+    sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def spy(self: smtplib.SMTP, data: str | bytes) -> None:
+        writes.append(data if isinstance(data, bytes) else data.encode())
+        send(self, data)
+
+    transport = transport_for(sink.port)
+    transport.send(message(), SENDER, ["a@test.example"])  # connect (EHLO) first
+    monkeypatch.setattr(smtplib.SMTP, "send", spy)
+    report = transport.send(message(), SENDER, ["a@test.example", "b@test.example"])
+    transport.close()
+    assert report.accepted == ["a@test.example", "b@test.example"]
+    assert sink.received[-1].recipients == ["a@test.example", "b@test.example"]
+    commands = [w for w in writes if not w.lower().startswith(b"quit")]
+    if transport_pipelines(sink):
+        assert commands[0] == (
+            b"MAIL FROM:<care@test.example>\r\nRCPT TO:<a@test.example>\r\n"
+            b"RCPT TO:<b@test.example>\r\nDATA\r\n"
+        )
+        assert len(commands) == 2  # the envelope, then the message
+    else:
+        assert len(commands) == 5  # MAIL, RCPT, RCPT, DATA, the message
+
+
+def transport_pipelines(sink: SmtpSink) -> bool:
+    return hasattr(sink._controller.handler, "handle_EHLO")
+
+
+def test_a_message_line_starting_with_a_dot_arrives_intact(sink: SmtpSink) -> None:
+    raw = b"Message-ID: <dots@test.example>\r\nSubject: dots\r\n\r\n.first\r\n..second\r\n."
+    transport = transport_for(sink.port)
+    assert transport.send(raw, SENDER, ["a@test.example"]).accepted
+    transport.close()
+    assert sink.received[0].raw.replace(b"\r\n", b"\n").endswith(b"\n.first\n..second\n.\n")
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """SMTP transport: one reused connection per worker process, each reply classified.
 
-Each step of the dialogue is sent by hand (MAIL, RCPT per recipient, DATA) so that we know
-exactly how far a message got: a failure before DATA is safe to retry at once on a fresh
-connection; a connection lost after the final dot may have delivered, and is retried later
-with the same Message-ID (the one duplicate window this design cannot close).
+Each step of the dialogue is sent by hand (MAIL, RCPT per recipient, DATA, then the message)
+so that we know exactly how far a message got: a failure before the message is sent is safe to
+retry at once on a fresh connection; a connection lost after the final dot may have delivered,
+and is retried later with the same Message-ID (the one duplicate window this design cannot
+close). When the server offers PIPELINING, MAIL, the RCPTs and DATA go out in one write and
+their replies are read in order; the message itself still waits for the 354.
 """
 
 from __future__ import annotations
@@ -144,44 +146,19 @@ class SmtpTransport:
         sender: str,
         recipients: list[str],
     ) -> SendReport:
-        report = SendReport()
         options: list[str] = []
         if not all(address.isascii() for address in [sender, *recipients]):
             if not connection.has_extn("smtputf8"):
                 raise PermanentFailure("the address needs SMTPUTF8, which the server lacks")
             options = ["SMTPUTF8", "BODY=8BITMIME"]
+        if connection.has_extn("pipelining"):
+            report = self._pipelined_envelope(connection, sender, recipients, options)
+        else:
+            report = self._envelope(connection, sender, recipients, options)
+        data = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
         try:
-            code, reply = connection.mail(sender, options)
-        except smtplib.SMTPResponseException as exc:
-            self._drop()
-            raise TemporaryFailure(f"SMTP MAIL failed: {exc.smtp_code}", exc.smtp_code) from exc
-        except _CONNECTION_ERRORS as exc:
-            # Closed, reset or timed out before MAIL was answered: nothing was sent.
-            raise _StaleConnection from exc
-        if code != 250:
-            self._reset(connection)
-            raise smtp_failure(code, f"MAIL FROM refused: {code} {_text(reply)}")
-        try:
-            for recipient in recipients:
-                code, reply = connection.rcpt(recipient)
-                if code in (250, 251):
-                    report.accepted.append(recipient)
-                elif 400 <= code < 500:
-                    report.deferred[recipient] = (code, _text(reply))
-                else:
-                    report.refused[recipient] = (code, _text(reply))
-        except _CONNECTION_ERRORS as exc:
-            self._drop()
-            raise TemporaryFailure(f"SMTP RCPT failed: {type(exc).__name__}") from exc
-        if not report.accepted:
-            self._reset(connection)
-            raise _no_recipient_failure(report)
-        try:
-            data = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
-            code, reply = connection.data(data)
-        except smtplib.SMTPDataError as exc:  # refused before the message was sent (not 354)
-            self._reset(connection)
-            raise smtp_failure(exc.smtp_code, f"DATA refused: {exc.smtp_code}") from exc
+            connection.send(_data_block(data))
+            code, reply = connection.getreply()
         except TimeoutError as exc:
             self._drop()
             raise TemporaryFailure("SMTP timed out during DATA; may have been delivered") from exc
@@ -196,11 +173,114 @@ class SmtpTransport:
         self._sent_on_connection += 1
         return report
 
+    def _envelope(
+        self, connection: smtplib.SMTP, sender: str, recipients: list[str], options: list[str]
+    ) -> SendReport:
+        """MAIL, RCPT per recipient and DATA, one reply at a time, up to the server's 354."""
+        report = SendReport()
+        try:
+            code, reply = connection.mail(sender, options)
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise TemporaryFailure(f"SMTP MAIL failed: {exc.smtp_code}", exc.smtp_code) from exc
+        except _CONNECTION_ERRORS as exc:
+            # Closed, reset or timed out before MAIL was answered: nothing was sent.
+            raise _StaleConnection from exc
+        if code != 250:
+            self._reset(connection)
+            raise smtp_failure(code, f"MAIL FROM refused: {code} {_text(reply)}")
+        try:
+            for recipient in recipients:
+                _classify(report, recipient, *connection.rcpt(recipient))
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            raise TemporaryFailure(f"SMTP RCPT failed: {type(exc).__name__}") from exc
+        if not report.accepted:
+            self._reset(connection)
+            raise _no_recipient_failure(report)
+        try:
+            code, reply = connection.docmd("DATA")
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            raise TemporaryFailure(f"SMTP DATA failed: {type(exc).__name__}") from exc
+        if code != 354:
+            self._reset(connection)
+            raise smtp_failure(code, f"DATA refused: {code}")
+        return report
+
+    def _pipelined_envelope(
+        self, connection: smtplib.SMTP, sender: str, recipients: list[str], options: list[str]
+    ) -> SendReport:
+        """The same up to the 354, but MAIL, every RCPT and DATA go out in one write and their
+        replies are read in order (RFC 2920, offered by nearly every relay): one round trip
+        instead of two plus one per recipient. Nothing of the message is sent before the 354,
+        so every failure up to here is as safe to retry as without pipelining."""
+        extra = "".join(f" {option}" for option in options)
+        lines = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{extra}"]
+        lines += [f"RCPT TO:{smtplib.quoteaddr(recipient)}" for recipient in recipients]
+        lines.append("DATA")
+        if any("\r" in line or "\n" in line for line in lines):
+            raise PermanentFailure("an address contains a line break")
+        commands = "".join(f"{line}\r\n" for line in lines)
+        try:
+            connection.send(commands.encode("utf-8" if options else "ascii"))
+            mail_code, mail_reply = connection.getreply()
+        except _CONNECTION_ERRORS as exc:
+            # Closed, reset or timed out before MAIL was answered: nothing was sent.
+            raise _StaleConnection from exc
+        report = SendReport()
+        try:
+            for recipient in recipients:
+                _classify(report, recipient, *connection.getreply())
+            code = connection.getreply()[0]
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            if mail_code != 250:
+                raise smtp_failure(mail_code, f"MAIL FROM refused: {mail_code}") from exc
+            raise TemporaryFailure(f"SMTP RCPT failed: {type(exc).__name__}") from exc
+        if code == 354 and (mail_code != 250 or not report.accepted):
+            # A server that should have refused DATA took it: end the empty message at once.
+            try:
+                connection.send(b".\r\n")
+                connection.getreply()
+            except _CONNECTION_ERRORS:
+                self._drop()
+        if mail_code != 250:
+            self._reset(connection)
+            raise smtp_failure(mail_code, f"MAIL FROM refused: {mail_code} {_text(mail_reply)}")
+        if not report.accepted:
+            self._reset(connection)
+            raise _no_recipient_failure(report)
+        if code != 354:
+            self._reset(connection)
+            raise smtp_failure(code, f"DATA refused: {code}")
+        return report
+
     def _reset(self, connection: smtplib.SMTP) -> None:
         try:
             connection.rset()
         except _CONNECTION_ERRORS:
             self._drop()
+
+
+def _classify(report: SendReport, recipient: str, code: int, reply: bytes) -> None:
+    if code in (250, 251):
+        report.accepted.append(recipient)
+    elif 400 <= code < 500:
+        report.deferred[recipient] = (code, _text(reply))
+    else:
+        report.refused[recipient] = (code, _text(reply))
+
+
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+def _data_block(data: bytes) -> bytes:
+    """The message as sent after the 354: dot-stuffed and ended by a lone dot (as smtplib)."""
+    stuffed = _LEADING_DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
 
 
 class _StaleConnection(Exception):
