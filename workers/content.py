@@ -23,6 +23,7 @@ The template context contract (every template may use exactly these names):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,7 +105,7 @@ def _phone(e164: str) -> tuple[str, str]:
 
 def org_context(config: AppConfig) -> dict[str, str]:
     org = config.organization
-    display, tel = _phone(_e164(org.phone))
+    display, tel = _org_phone(org.phone)
     return {
         "name": org.name,
         "phone": org.phone or display,
@@ -113,6 +114,12 @@ def org_context(config: AppConfig) -> dict[str, str]:
         "address": org.address,
         "hours_text": org.hours_text,
     }
+
+
+@functools.lru_cache(maxsize=16)
+def _org_phone(phone: str) -> tuple[str, str]:
+    """The organization's number, formatted once: parsing it was half of a context's cost."""
+    return _phone(_e164(phone))
 
 
 def _e164(text: str) -> str:
