@@ -131,6 +131,27 @@ def test_sweeper_publishes_each_due_delivery_once(settings: Settings, engine: En
     ctx.close()
 
 
+def test_sweeper_wakes_one_worker_per_submission_and_marks_every_delivery(
+    settings: Settings, engine: Engine
+) -> None:
+    published: list[tuple[str, str]] = []
+    ctx = context(settings, published)
+    lost = store_one(engine, with_autoreply=True)  # published once, the message then lost
+    old = utcnow() - timedelta(seconds=settings.requeue_after_seconds + 1)
+    ids = [d["id"] for d in lost.deliveries]
+    for delivery_id in ids:
+        set_row(engine, delivery_id, enqueued_at=old)
+    now = utcnow()
+    assert sweep(ctx, now) == 1
+    admissions = next(d["id"] for d in lost.deliveries if d["kind"] == "admissions")
+    assert published == [(admissions, "backlog")]
+    assert all(state_of(engine, d)["enqueued_at"] == now for d in ids)
+    assert sweep(ctx, now + timedelta(seconds=0.1)) == 0  # the auto-reply is not published alone
+    claimed = claim(ctx, admissions)  # and the worker that takes the message sends both
+    assert sorted(c.id for c in claimed) == sorted(ids)
+    ctx.close()
+
+
 def test_outbox_write_is_atomic(engine: Engine) -> None:
     """A delivery row that cannot be written takes its submission down with it."""
     first = store_one(engine)

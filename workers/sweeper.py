@@ -59,7 +59,11 @@ def _due(now: datetime, stale: datetime) -> object:
 
 
 def sweep(context: WorkerContext, now: datetime | None = None) -> int:
-    """Publish every due delivery (up to a batch); returns how many were published."""
+    """Publish the due deliveries (up to a batch); returns how many messages were published.
+
+    One message per submission, for its most urgent due delivery: the worker that claims it
+    takes the submission's other due deliveries along (workers.delivery.claim). All of them
+    are marked as published, so a backlog is not published twice over."""
     now = now or utcnow()
     due = _due(now, now - requeue_after(context))
     candidates = (
@@ -74,10 +78,18 @@ def sweep(context: WorkerContext, now: datetime | None = None) -> int:
             update(deliveries)
             .where(deliveries.c.id.in_(candidates), due)  # type: ignore[arg-type]
             .values(enqueued_at=now)
-            .returning(deliveries.c.id, deliveries.c.priority)
+            .returning(deliveries.c.id, deliveries.c.priority, deliveries.c.submission_id)
         ).all()
-    for delivery_id, priority in sorted(rows, key=lambda r: r[1]):
+    leads: dict[str, tuple[int, str]] = {}
+    for delivery_id, priority, submission_id in rows:
+        leads[submission_id] = min(
+            leads.get(submission_id, (priority, delivery_id)), (priority, delivery_id)
+        )
+    for priority, delivery_id in sorted(leads.values()):
         context.publish(delivery_id, queue_for(priority, backlog=True))
     if rows:
-        log.info("sweeper re-queued deliveries", extra={"count": len(rows)})
-    return len(rows)
+        log.info(
+            "sweeper re-queued deliveries",
+            extra={"count": len(rows), "messages": len(leads)},
+        )
+    return len(leads)
