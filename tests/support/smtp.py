@@ -72,6 +72,19 @@ class _Handler:
     def __init__(self, state: _State) -> None:
         self.state = state
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Advertise PIPELINING, as real servers do: aiosmtpd reads commands line by line, so a
+        client's pipelined MAIL, RCPT and DATA are answered in order, each at its own stage."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
