@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,6 +14,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.counterbatch import BUMP_SCRIPT, CounterBatch
 from service.localredis import free_port
+
+T = TypeVar("T")
+
+
+def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a thread of its own: the session may already run a loop in this one
+    (Playwright's sync API, when the browser tests ran first)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class CountingScript:
@@ -43,7 +54,7 @@ def test_concurrent_hits_share_calls_and_each_count_is_exact(redis_url: str) -> 
     key = f"intake:test:batch:{secrets.token_hex(6)}"
     other = f"intake:test:batch:{secrets.token_hex(6)}"
     hits = [([key], 60_000) if i % 2 else ([key, other], 5_000) for i in range(60)]
-    results, calls = asyncio.run(_bumps(redis_url, hits))
+    results, calls = run_apart(_bumps(redis_url, hits))
     assert calls < len(hits)  # batched: the first goes alone, the rest wait and go together
     counts_for_key = sorted(result[0][0] for result in results)
     assert counts_for_key == list(range(1, 61))  # every hit counted once, none lost
@@ -53,7 +64,7 @@ def test_concurrent_hits_share_calls_and_each_count_is_exact(redis_url: str) -> 
 
 
 def test_a_lone_hit_goes_out_at_once(redis_url: str) -> None:
-    results, calls = asyncio.run(
+    results, calls = run_apart(
         _bumps(redis_url, [([f"intake:test:{secrets.token_hex(6)}"], 1_000)])
     )
     assert calls == 1
@@ -62,7 +73,7 @@ def test_a_lone_hit_goes_out_at_once(redis_url: str) -> None:
 
 def test_an_unreachable_redis_fails_every_waiting_hit() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    results, _ = asyncio.run(_bumps(url, [([f"k{i}"], 1_000) for i in range(5)]))
+    results, _ = run_apart(_bumps(url, [([f"k{i}"], 1_000) for i in range(5)]))
     assert all(isinstance(result, RedisConnectionError | OSError) for result in results)
 
 
@@ -80,6 +91,6 @@ def test_a_cancelled_hit_does_not_disturb_the_others(redis_url: str, cancelled: 
         finally:
             await client.aclose()
 
-    results = asyncio.run(scenario())
+    results = run_apart(scenario())
     assert isinstance(results[cancelled], asyncio.CancelledError)
     assert all(isinstance(r, list) for i, r in enumerate(results) if i != cancelled)
