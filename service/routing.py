@@ -40,7 +40,8 @@ def wake_up(deliveries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """What to publish for a new submission: its most urgent delivery only, on that delivery's
     queue. The worker that claims it takes the submission's other due deliveries along
     (workers.delivery.claim), so a message for each of them would only run a task that finds
-    nothing to do. If this message is lost, the sweeper publishes every one of them."""
+    nothing to do. If this message is lost, the sweeper publishes the submission again
+    (workers.sweeper, by the same rule)."""
     if not deliveries:
         return []
     lead = min(deliveries, key=lambda delivery: int(delivery["priority"]))
