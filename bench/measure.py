@@ -32,6 +32,7 @@ from bench.stack import (
     delivery_index,
     postgres_available,
 )
+from service.db import migrate
 from service.models import ADMISSIONS
 
 Log = Callable[[str], None]
@@ -101,6 +102,18 @@ def ingest(bench: Bench, plan: Plan, log: Log) -> Figures:
         bench.stop(proc)
         if turn == "after":
             break
+        log("1. ingest: the floor of the design, JSON (bench/floor_app.py: validation, group")
+        log("   commit and publish, without the limiter, encryption, triage, logs, middleware)")
+        bench.flush_redis()
+        bench.fresh_database("sqlite")
+        migrate(bench.database_url)
+        proc, url = bench.serve("floor", "bench.floor_app:create_floor_app", factory=True)
+        run = f"f{time.time_ns()}"
+        wrk(url + "/f/contact", "submit.lua", seconds=plan.warmup, script_args=["json", run + "w"])
+        found.values["floor"] = wrk(
+            url + "/f/contact", "submit.lua", seconds=plan.measure, script_args=["json", run]
+        )
+        bench.stop(proc)
         kinds = ["sqlite"] + (["postgresql"] if plan.postgres and postgres_available() else [])
         for kind in kinds:
             bench.flush_redis()

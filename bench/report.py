@@ -137,6 +137,20 @@ def _ingest_rows(v: dict[str, Any]) -> list[Row]:
                 "",
             )
         )
+    if "floor" in v:
+        floor: WrkResult = v["floor"]
+        out.append(
+            Row(
+                "1. Reference: the floor of our design (validation, group commit, publish; "
+                "no limiter, encryption, triage, logs or middleware)",
+                f"{_num(floor.ok_per_second)}/s, p50 {_num(floor.p50_ms, 1)} ms, "
+                f"p99 {_num(floor.p99_ms, 1)} ms",
+                f"bare GET {_num(rps)}/s",
+                f"{floor.ok_per_second / rps:.1%}; p99 {floor.p99_ms / p99:.1f}x",
+                "",
+                "",
+            )
+        )
     labels = {
         "json_sqlite": "JSON, SQLite",
         "form_sqlite": "form-encoded, SQLite",

@@ -198,14 +198,14 @@ class Bench:
         proc.wait_for_http(f"{url}/healthz")
         return proc, url
 
-    def serve(self, name: str, app: str, env: dict[str, str] | None = None) -> tuple[Proc, str]:
+    def serve(
+        self, name: str, app: str, env: dict[str, str] | None = None, *, factory: bool = False
+    ) -> tuple[Proc, str]:
         """A baseline app under the same uvicorn settings (bench.serve) on a free port."""
         port = free_port()
-        proc = self._start(
-            name,
-            [*PYTHON_M, "bench.serve", app, "--port", str(port), "--workers", str(WEB_WORKERS)],
-            env,
-        )
+        command = [*PYTHON_M, "bench.serve", app, "--port", str(port)]
+        command += ["--workers", str(WEB_WORKERS), *(["--factory"] if factory else [])]
+        proc = self._start(name, command, env)
         url = f"http://127.0.0.1:{port}"
         proc.wait_for_http(f"{url}/")
         return proc, url

@@ -11,11 +11,13 @@ import smtplib
 from pathlib import Path
 
 import pytest
+import redis
 
 from bench.loadgen import paced, submission_body, wrk, wrk_available
 from bench.measure import Figures
 from bench.report import rows, table
-from bench.stack import Bench, count_submissions
+from bench.stack import Bench, count_submissions, delivery_counts
+from service.db import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +71,36 @@ def test_load_generators_submit_accepted_stored_submissions(tmp_path: Path) -> N
         report = table(rows({"ingest": results}))
         assert "1. Ingest, JSON, SQLite, 64 connections: accepted/s" in report
         assert "form-encoded" in report
+
+
+@pytest.mark.skipif(not wrk_available(), reason="wrk is installed by `make bench`")
+def test_floor_reference_stores_and_queues_every_accepted_submission(tmp_path: Path) -> None:
+    with Bench(tmp_path) as bench:
+        bench.fresh_database()
+        migrate(bench.database_url)
+        proc, url = bench.serve("floor", "bench.floor_app:create_floor_app", factory=True)
+        result = wrk(
+            url + "/f/contact",
+            "submit.lua",
+            seconds=1,
+            connections=2,
+            threads=1,
+            script_args=["json", "smoke-floor"],
+        )
+        bench.stop(proc)  # the publisher sends what waits before it stops
+        assert result.requests > 0
+        assert result.errors == 0
+        with bench.engine() as engine:
+            stored = count_submissions(engine)
+            total, _ = delivery_counts(engine)
+        assert result.requests <= stored <= result.requests + 2
+        assert total == 2 * stored  # the auto-reply and the admissions notification
+        queued = redis.Redis.from_url(bench.redis.url)
+        try:
+            queues = ("urgent", "admissions", "autoreply", "backlog")
+            messages = sum(int(queued.llen(name)) for name in queues)
+        finally:
+            queued.close()
+        assert messages == stored  # one wake-up per submission
+        report = table(rows({"ingest": Figures({"floor": result, "baseline": [result]})}))
+        assert "the floor of our design" in report
