@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,15 +37,25 @@ def queue_for(priority: int, *, backlog: bool = False) -> str:
 
 
 def wake_up(deliveries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """What to publish for a new submission: its most urgent delivery only, on that delivery's
-    queue. The worker that claims it takes the submission's other due deliveries along
-    (workers.delivery.claim), so a message for each of them would only run a task that finds
-    nothing to do. If this message is lost, the sweeper publishes the submission again
-    (workers.sweeper, by the same rule)."""
-    if not deliveries:
-        return []
-    lead = min(deliveries, key=lambda delivery: int(delivery["priority"]))
-    return [(str(lead["id"]), queue_for(int(lead["priority"])))]
+    """What to publish for a new submission: one message, for its lead delivery (`leads`), on
+    that delivery's queue. The worker that claims it takes the submission's other due deliveries
+    along (workers.delivery.claim), so a message for each of them would only run a task that
+    finds nothing to do. If this message is lost, the sweeper publishes the submission again,
+    by the same rule."""
+    chosen = leads((str(d["submission_id"]), str(d["id"]), int(d["priority"])) for d in deliveries)
+    return [(delivery_id, queue_for(priority)) for delivery_id, priority in chosen]
+
+
+def leads(deliveries: Iterable[tuple[str, str, int]]) -> list[tuple[str, int]]:
+    """From (submission id, delivery id, priority) triples, each submission's lead delivery as
+    (delivery id, priority), most urgent first: its lowest priority, and the lowest id among
+    equals (any of them would do; one rule keeps the web and the sweeper alike)."""
+    best: dict[str, tuple[int, str]] = {}
+    for submission_id, delivery_id, priority in deliveries:
+        candidate = (priority, delivery_id)
+        if submission_id not in best or candidate < best[submission_id]:
+            best[submission_id] = candidate
+    return [(delivery_id, priority) for priority, delivery_id in sorted(best.values())]
 
 
 def route_facts(form: str, person: dict[str, Any], language: str, urgent: bool) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.config import parse_config
-from service.routing import plan_deliveries, queue_for, wake_up
+from service.routing import leads, plan_deliveries, queue_for, wake_up
 from service.settings import Settings
 
 SETTINGS = Settings(admissions_email=("desk@x.org",), oncall_email=("oncall@x.org",))
@@ -62,10 +62,28 @@ def test_no_autoreply_when_email_is_not_safe() -> None:
 
 def test_a_new_submission_wakes_one_worker_for_its_most_urgent_delivery() -> None:
     rows = [
-        {"id": "reply", "priority": 2},
-        {"id": "desk", "priority": 1},
-        {"id": "crm", "priority": 1},
+        {"submission_id": "s", "id": "reply", "priority": 2},
+        {"submission_id": "s", "id": "desk", "priority": 1},
+        {"submission_id": "s", "id": "crm", "priority": 1},
     ]
-    assert wake_up(rows) == [("desk", "admissions")]
-    assert wake_up([{"id": "a", "priority": 2}, {"id": "b", "priority": 0}]) == [("b", "urgent")]
+    assert wake_up(rows) == [("crm", "admissions")]  # the lowest id among equals
+    urgent = [
+        {"submission_id": "s", "id": "a", "priority": 2},
+        {"submission_id": "s", "id": "b", "priority": 0},
+    ]
+    assert wake_up(urgent) == [("b", "urgent")]
     assert wake_up([]) == []  # quarantined: nothing to send
+
+
+def test_leads_are_one_per_submission_most_urgent_first() -> None:
+    triples = [
+        ("s1", "d3", 2),
+        ("s2", "d9", 1),
+        ("s1", "d2", 1),
+        ("s1", "d1", 1),
+        ("s3", "d5", 0),
+        ("s2", "d4", 2),
+    ]
+    assert leads(triples) == [("d5", 0), ("d1", 1), ("d9", 1)]
+    assert leads(reversed(triples)) == leads(triples)  # arrival order does not matter
+    assert leads([]) == []

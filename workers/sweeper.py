@@ -15,7 +15,7 @@ from sqlalchemy import and_, or_, select, update
 
 from service.db import utcnow
 from service.models import PENDING, RETRYING, SENDING, deliveries
-from service.routing import queue_for
+from service.routing import leads, queue_for
 from workers.context import WorkerContext
 
 log = logging.getLogger("intake.sweeper")
@@ -61,9 +61,9 @@ def _due(now: datetime, stale: datetime) -> object:
 def sweep(context: WorkerContext, now: datetime | None = None) -> int:
     """Publish the due deliveries (up to a batch); returns how many messages were published.
 
-    One message per submission, for its most urgent due delivery: the worker that claims it
-    takes the submission's other due deliveries along (workers.delivery.claim). All of them
-    are marked as published, so a backlog is not published twice over."""
+    One message per submission, for its lead due delivery (service.routing.leads): the worker
+    that claims it takes the submission's other due deliveries along (workers.delivery.claim).
+    All of them are marked as published, so a backlog is not published twice over."""
     now = now or utcnow()
     due = _due(now, now - requeue_after(context))
     candidates = (
@@ -78,18 +78,14 @@ def sweep(context: WorkerContext, now: datetime | None = None) -> int:
             update(deliveries)
             .where(deliveries.c.id.in_(candidates), due)  # type: ignore[arg-type]
             .values(enqueued_at=now)
-            .returning(deliveries.c.id, deliveries.c.priority, deliveries.c.submission_id)
+            .returning(deliveries.c.submission_id, deliveries.c.id, deliveries.c.priority)
         ).all()
-    leads: dict[str, tuple[int, str]] = {}
-    for delivery_id, priority, submission_id in rows:
-        leads[submission_id] = min(
-            leads.get(submission_id, (priority, delivery_id)), (priority, delivery_id)
-        )
-    for priority, delivery_id in sorted(leads.values()):
+    chosen = leads((str(s), str(d), int(p)) for s, d, p in rows)
+    for delivery_id, priority in chosen:
         context.publish(delivery_id, queue_for(priority, backlog=True))
     if rows:
         log.info(
             "sweeper re-queued deliveries",
-            extra={"count": len(rows), "messages": len(leads)},
+            extra={"count": len(rows), "messages": len(chosen)},
         )
-    return len(leads)
+    return len(chosen)
