@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import smtplib
 import socket
+import socketserver
 import ssl
+import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -183,6 +185,82 @@ def test_server_closing_an_idle_connection_is_retried_at_once(sink: SmtpSink) ->
     transport._connection.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
     assert transport.send(message(), SENDER, ["a@test.example"]).accepted
     assert sink.connections - before == 2
+
+
+class LaxServer(socketserver.ThreadingTCPServer):
+    """A server that answers 354 to DATA even when it refused MAIL or every RCPT (aiosmtpd
+    will not): what some relays do under pipelining. It records each message body it read."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, mail_code: int, rcpt_code: int) -> None:
+        self.mail_code, self.rcpt_code = mail_code, rcpt_code
+        self.bodies: list[bytes] = []
+        self.commands: list[bytes] = []
+        super().__init__(("127.0.0.1", 0), _LaxHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class _LaxHandler(socketserver.StreamRequestHandler):
+    server: LaxServer
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 lax ESMTP\r\n")
+        while line := self.rfile.readline():
+            verb = line.split(b":")[0].split(b" ")[0].upper().strip()
+            self.server.commands.append(verb)
+            if verb == b"EHLO":
+                self.wfile.write(b"250-lax\r\n250 PIPELINING\r\n")
+            elif verb == b"MAIL":
+                self.wfile.write(f"{self.server.mail_code} mail\r\n".encode())
+            elif verb == b"RCPT":
+                self.wfile.write(f"{self.server.rcpt_code} rcpt\r\n".encode())
+            elif verb == b"DATA":
+                self.wfile.write(b"354 go ahead\r\n")
+                body = b""
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                self.server.bodies.append(body)
+                self.wfile.write(b"554 no valid recipients\r\n")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 OK\r\n")
+
+
+@pytest.mark.parametrize(
+    ("mail_code", "rcpt_code", "error", "code"),
+    [
+        (250, 550, PermanentFailure, 550),
+        (250, 451, TemporaryFailure, 451),
+        (451, 250, TemporaryFailure, 451),
+    ],
+)
+def test_a_server_that_takes_data_after_refusing_the_envelope_gets_no_message(
+    mail_code: int, rcpt_code: int, error: type, code: int
+) -> None:
+    """Pipelined, MAIL, RCPT and DATA are sent before any reply is read. A server that refused
+    MAIL or every RCPT but still answered 354 is sent an empty message at once, never ours,
+    and the refusal is reported as it would be without pipelining."""
+    server = LaxServer(mail_code, rcpt_code)
+    transport = transport_for(server.port)
+    try:
+        for _ in range(2):  # and the connection is still usable afterwards
+            with pytest.raises(error) as raised:
+                transport.send(message(), SENDER, ["a@test.example"])
+            assert raised.value.code == code
+    finally:
+        transport.close()
+        server.shutdown()
+        server.server_close()
+    assert server.bodies == [b"", b""]
+    assert server.commands.count(b"EHLO") == 1
 
 
 # --- TLS and authentication, with a certificate authority made for the test ---------------
