@@ -314,7 +314,11 @@ is a ratio to a baseline measured in the same run.
    reach, since all load comes from one address. No Celery worker runs during 1: the bare GET
    has no background work either. The baseline (`bench/baseline_app.py`, a Starlette route
    returning a small JSON) is served by `bench/serve.py` with exactly the uvicorn options of
-   `intake web`, before and after ours; its figure is the mean of both runs.
+   `intake web`, before and after ours; its figure is the mean of both runs. Two references
+   under the same settings show where the gap to it goes: validation only (the POST route of
+   `bench/baseline_app.py`: our body parsing and validator, nothing stored) and the floor of
+   the design (`bench/floor_app.py`: validation, then our group commit and our publisher on a
+   fresh SQLite database; no limiter, encryption, triage, logs or security middleware).
 2. and 4. **Steady rates**: wrk has no rate option, so these use `bench/loadgen.py:paced`, an
    open-loop asyncio client (request i is sent at start + i/rate whatever happened before, over
    keep-alive connections, a new one whenever none is idle); latency counts from when a request

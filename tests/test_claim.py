@@ -152,6 +152,37 @@ def test_sweeper_wakes_one_worker_per_submission_and_marks_every_delivery(
     ctx.close()
 
 
+def test_sweeper_publishes_a_backlog_larger_than_a_batch_in_one_sweep(
+    settings: Settings, engine: Engine
+) -> None:
+    """A backlog goes out in successive batches of one sweep (not one batch per sweep, which
+    held the drain far below the workers' pace), every submission once, siblings together."""
+    published: list[tuple[str, str]] = []
+    ctx = context(settings, published)
+    lost = [store_one(engine, with_autoreply=True) for _ in range(7)]
+    rows = [row for submission in lost for row in submission.deliveries]
+    old = utcnow() - timedelta(seconds=settings.requeue_after_seconds + 1)
+
+    def lose_the_messages() -> None:
+        for row in rows:
+            set_row(engine, row["id"], enqueued_at=old)
+
+    lose_the_messages()
+    now = utcnow()
+    assert sweep(ctx, now, batch=3) == 7
+    leads = {row["id"] for row in rows if row["kind"] == "admissions"}
+    assert {d for d, _ in published} == leads  # one message per submission, for its lead
+    assert all(state_of(engine, row["id"])["enqueued_at"] == now for row in rows)
+    assert sweep(ctx, now + timedelta(seconds=0.1), batch=3) == 0
+
+    lose_the_messages()
+    published.clear()
+    assert sweep(ctx, now, batch=3, max_batches=2) == 6  # bounded; the next sweep goes on
+    assert sweep(ctx, now, batch=3, max_batches=2) == 1
+    assert {d for d, _ in published} == leads
+    ctx.close()
+
+
 def test_outbox_write_is_atomic(engine: Engine) -> None:
     """A delivery row that cannot be written takes its submission down with it."""
     first = store_one(engine)
