@@ -40,6 +40,8 @@ class WorkerContext:
     sender: Address
     publish: Publish
     pid: int = field(default_factory=os.getpid)
+    # When this process last looked for email waiting on the relay (workers.recovery).
+    relay_checked_at: float = float("-inf")
 
     @classmethod
     def build(cls, settings: Settings, publish: Publish) -> WorkerContext:

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from service.crypto import PayloadError
@@ -46,6 +46,7 @@ from service.routing import URGENT_PRIORITY, queue_for
 from workers.content import SubmissionView, admissions_context, autoreply_context
 from workers.context import WorkerContext
 from workers.messages import email_bytes, fallback_notice
+from workers.recovery import relay_answered
 from workers.rendering import ADMISSIONS_TEMPLATE, AUTOREPLY_TEMPLATES
 from workers.retry import DeliveryError, PermanentFailure, TemporaryFailure
 from workers.smtp import SendReport
@@ -188,6 +189,7 @@ def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
     another worker has them or they are done."""
     claims = claim(context, delivery_id)
     outcomes = []
+    relay_up_since: datetime | None = None  # when the first email the relay accepted began
     for index, owned in enumerate(claims):
         owned.started_at = utcnow()
         outcome = attempt(context, owned)
@@ -195,6 +197,12 @@ def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
         # recorded the first, which therefore cannot be sent again.
         _record_patiently(context, owned, outcome)
         outcomes.append(outcome)
+        if (
+            relay_up_since is None
+            and outcome.state == SENT
+            and owned.delivery["channel"] == "email"
+        ):
+            relay_up_since = owned.started_at
         if outcome.fallback_id:
             context.publish(outcome.fallback_id, queue_for(URGENT_PRIORITY))
         log.info(
@@ -212,7 +220,20 @@ def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
         if outcome.timed_out:
             release(context, claims[index + 1 :])
             break
+    if relay_up_since is not None:
+        _after_relay_answered(context, relay_up_since)
     return outcomes
+
+
+def _after_relay_answered(context: WorkerContext, since: datetime) -> None:
+    """Let email that waited for the relay go now (workers.recovery). A failure here costs
+    only speed: the sweeper still publishes those deliveries when their backoff ends."""
+    try:
+        relay_answered(context, since)
+    except SQLAlchemyError as exc:
+        log.warning(
+            "could not release email waiting for the relay", extra={"error": type(exc).__name__}
+        )
 
 
 def release(context: WorkerContext, claims: list[Claim], now: datetime | None = None) -> None:
