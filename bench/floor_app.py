@@ -8,8 +8,8 @@ crisis triage, spam screening, duplicate fingerprints, logging, metrics and the 
 middleware. Its req/s is therefore the most the service could reach on this machine with
 durability and queueing as designed, whatever else were made free.
 
-Served by `python -m bench.serve bench.floor_app:app` with the service's environment, on a
-database the harness has migrated.
+Served by `python -m bench.serve bench.floor_app:create_floor_app --factory` with the
+service's environment, on a database the harness has migrated.
 """
 
 from __future__ import annotations

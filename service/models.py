@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 
 metadata = MetaData()
@@ -117,6 +118,9 @@ deliveries = Table(
     Column("sent_at", UTCDateTime()),
     Column("last_code", Integer),
     Column("last_error", String(200)),
+    # The last attempt could not reach the mail relay (nothing was sent): released as soon as
+    # the relay takes email again (workers.recovery), not at its backoff.
+    Column("waits_for_relay", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_submission", "submission_id"),
 )

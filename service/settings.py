@@ -171,6 +171,7 @@ class Settings:
         for name in (
             "retry_base_seconds",
             "sweep_interval_seconds",
+            "requeue_after_seconds",
             "smtp_timeout_seconds",
             "captcha_timeout_seconds",
         ):

@@ -262,6 +262,10 @@ class DyingTransport:
         self.sent.extend(recipients)
         return self.real.send(message, sender, recipients)
 
+    @property
+    def connected_at(self) -> object:
+        return self.real.connected_at
+
     def abort(self) -> None:
         self.real.abort()
 

@@ -21,6 +21,7 @@ from tests.support.forms import person
 from tests.support.smtp import SmtpSink
 from tests.support.stack import ServiceProcess, delivery_states, wait_until
 from tests.test_claim import context, set_row, state_of, store_one
+from workers.delivery import attempt, claim, record
 from workers.recovery import CHECK_EVERY_SECONDS, relay_answered, release_waiting
 
 
@@ -34,11 +35,12 @@ def test_only_email_that_could_not_reach_the_relay_is_released(
     later = utcnow() + timedelta(hours=1)
     waiting = {}
     for name, values in {
-        "refused connection": {"last_code": None},
-        "421 at connect": {"last_code": 421},
-        "451 for a recipient": {"last_code": 451},
-        "webhook": {"last_code": None, "channel": "webhook"},
-        "failed after the relay was back": {"last_code": None, "updated_at": utcnow()},
+        "refused connection": {"waits_for_relay": True},
+        "421 greeting": {"waits_for_relay": True, "last_code": 421},
+        # May have arrived: sending it again at once could make a duplicate.
+        "connection lost during DATA": {"waits_for_relay": False},
+        "451 for a recipient": {"waits_for_relay": False, "last_code": 451},
+        "could not reach it after it was back": {"waits_for_relay": True, "updated_at": utcnow()},
     }.items():
         delivery_id = store_one(engine).deliveries[0]["id"]
         row = {"state": RETRYING, "next_attempt_at": later, "updated_at": failed_at, **values}
@@ -47,12 +49,34 @@ def test_only_email_that_could_not_reach_the_relay_is_released(
 
     now = utcnow()
     assert release_waiting(ctx, relay_back, now) == 2
-    released = {waiting["refused connection"], waiting["421 at connect"]}
+    released = {waiting["refused connection"], waiting["421 greeting"]}
     assert {d for d, _ in published} == released  # published at once, not at the next sweep
     for name, delivery_id in waiting.items():
         due = state_of(engine, delivery_id)["next_attempt_at"]
         assert (due == now) == (delivery_id in released), name
     assert release_waiting(ctx, relay_back, now) == 0  # nothing left waiting
+    ctx.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "waits"),
+    [
+        ({"stage": "connect", "code": 421}, True),
+        ({"stage": "drop"}, False),  # the connection was cut after the final dot
+        ({"stage": "rcpt", "code": 451}, False),
+        ({"stage": "mail", "code": 421}, False),  # a 421 on an open session: throttling
+    ],
+)
+def test_an_attempt_says_whether_it_could_reach_the_relay(
+    settings: Settings, engine: Engine, smtp: SmtpSink, fault: dict, waits: bool
+) -> None:
+    ctx = context(settings, [])
+    smtp.fail(**fault)
+    owned = claim(ctx, store_one(engine).deliveries[0]["id"])[0]
+    outcome = attempt(ctx, owned)
+    record(ctx, owned, outcome)
+    assert outcome.state == RETRYING
+    assert state_of(engine, owned.id)["waits_for_relay"] is waits
     ctx.close()
 
 
@@ -64,7 +88,7 @@ def test_a_process_looks_at_most_every_few_seconds(settings: Settings, engine: E
             engine,
             store_one(engine).deliveries[0]["id"],
             state=RETRYING,
-            last_code=None,
+            waits_for_relay=True,
             updated_at=utcnow() - timedelta(minutes=5),
             next_attempt_at=utcnow() + timedelta(hours=1),
         )

@@ -46,6 +46,8 @@ def test_values_are_typed() -> None:
             "INTAKE_LEASE_SECONDS",
         ),
         ({"INTAKE_ADMISSIONS_EMAIL": ""}, "INTAKE_ADMISSIONS_EMAIL"),
+        # Zero would let the sweeper publish the rows it has just published, batch after batch.
+        ({"INTAKE_REQUEUE_AFTER_SECONDS": "0"}, "INTAKE_REQUEUE_AFTER_SECONDS must be positive"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

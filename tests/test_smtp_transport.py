@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from service.localredis import free_port
 from service.settings import Secret, Settings
 from tests.support.smtp import SmtpSink
-from workers.retry import PermanentFailure, TemporaryFailure
+from workers.retry import PermanentFailure, RelayUnreachable, TemporaryFailure
 from workers.smtp import SmtpTransport
 
 SENDER = "care@test.example"
@@ -172,8 +172,24 @@ def test_hanging_server_times_out(sink: SmtpSink) -> None:
 
 
 def test_nothing_listening_is_temporary() -> None:
-    with pytest.raises(TemporaryFailure, match="connection failed"):
+    with pytest.raises(RelayUnreachable, match="connection failed"):
         transport_for(free_port()).send(message(), SENDER, ["a@test.example"])
+
+
+def test_the_transport_knows_when_its_connection_was_opened(sink: SmtpSink) -> None:
+    """An email accepted on a connection shows the relay took a session at connected_at (what
+    workers.recovery releases waiting email by)."""
+    transport = transport_for(sink.port)
+    assert transport.connected_at is None
+    transport.send(message(), SENDER, ["a@test.example"])
+    opened = transport.connected_at
+    assert opened is not None
+    transport.send(message(), SENDER, ["a@test.example"])
+    assert transport.connected_at == opened  # the same connection, reused
+    transport.close()
+    transport.send(message(), SENDER, ["a@test.example"])
+    assert transport.connected_at is not None and transport.connected_at > opened
+    transport.close()
 
 
 def test_server_closing_an_idle_connection_is_retried_at_once(sink: SmtpSink) -> None:

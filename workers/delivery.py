@@ -20,7 +20,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from service.crypto import PayloadError
@@ -48,7 +48,7 @@ from workers.context import WorkerContext
 from workers.messages import email_bytes, fallback_notice
 from workers.recovery import relay_answered
 from workers.rendering import ADMISSIONS_TEMPLATE, AUTOREPLY_TEMPLATES
-from workers.retry import DeliveryError, PermanentFailure, TemporaryFailure
+from workers.retry import DeliveryError, PermanentFailure, RelayUnreachable, TemporaryFailure
 from workers.smtp import SendReport
 
 log = logging.getLogger("intake.delivery")
@@ -109,6 +109,7 @@ class Outcome:
     refused: list[str] = field(default_factory=list)
     fallback_id: str = ""
     timed_out: bool = False  # the task's soft time limit ended the send: send nothing more
+    waits_for_relay: bool = False  # the relay could not be reached: nothing was sent
 
 
 def _claimable(table: Any, now: Any) -> Any:
@@ -189,7 +190,8 @@ def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
     another worker has them or they are done."""
     claims = claim(context, delivery_id)
     outcomes = []
-    relay_up_since: datetime | None = None  # when the first email the relay accepted began
+    # When the relay took the session on which it accepted one of these emails.
+    relay_up_since: datetime | None = None
     for index, owned in enumerate(claims):
         owned.started_at = utcnow()
         outcome = attempt(context, owned)
@@ -197,12 +199,8 @@ def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
         # recorded the first, which therefore cannot be sent again.
         _record_patiently(context, owned, outcome)
         outcomes.append(outcome)
-        if (
-            relay_up_since is None
-            and outcome.state == SENT
-            and owned.delivery["channel"] == "email"
-        ):
-            relay_up_since = owned.started_at
+        if outcome.state == SENT and owned.delivery["channel"] == "email":
+            relay_up_since = context.transport.connected_at
         if outcome.fallback_id:
             context.publish(outcome.fallback_id, queue_for(URGENT_PRIORITY))
         log.info(
@@ -220,17 +218,18 @@ def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
         if outcome.timed_out:
             release(context, claims[index + 1 :])
             break
-    if relay_up_since is not None:
+    if relay_up_since is not None and not any(outcome.timed_out for outcome in outcomes):
         _after_relay_answered(context, relay_up_since)
     return outcomes
 
 
 def _after_relay_answered(context: WorkerContext, since: datetime) -> None:
-    """Let email that waited for the relay go now (workers.recovery). A failure here costs
-    only speed: the sweeper still publishes those deliveries when their backoff ends."""
+    """Let email that waited for the relay go now (workers.recovery). Whatever fails here (the
+    database, the broker, the time limit) costs only speed, never the task whose sends are
+    recorded: the sweeper publishes those deliveries when their backoff ends."""
     try:
         relay_answered(context, since)
-    except SQLAlchemyError as exc:
+    except Exception as exc:
         log.warning(
             "could not release email waiting for the relay", extra={"error": type(exc).__name__}
         )
@@ -301,6 +300,7 @@ def attempt(context: WorkerContext, owned: Claim) -> Outcome:
             code=exc.code,
             error=exc.reason,
             refused=exc.refused,
+            waits_for_relay=isinstance(exc, RelayUnreachable),
         )
     except SoftTimeLimitExceeded:
         context.transport.abort()  # not close(): QUIT to a hung server would hang too
@@ -437,6 +437,7 @@ _RECORD = (
         lease_until=None,
         last_code=bindparam("code"),
         last_error=bindparam("error"),
+        waits_for_relay=bindparam("waits_for_relay"),
         # Unchanged when None: only a retry moves the next attempt, only a send sets sent_at.
         next_attempt_at=func.coalesce(
             bindparam("next_at", type_=UTCDateTime()), deliveries.c.next_attempt_at
@@ -466,6 +467,7 @@ def record(
         "error": outcome.error[:200] or None,
         "next_at": None,
         "sent_at": None,
+        "waits_for_relay": outcome.waits_for_relay,
     }
     state = outcome.state
     if state == RETRYING:

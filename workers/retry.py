@@ -28,6 +28,12 @@ class TemporaryFailure(DeliveryError):
     """Try again later: nothing says the message can never be delivered."""
 
 
+class RelayUnreachable(TemporaryFailure):
+    """The mail relay could not be reached or would not start a session (refused connection,
+    timeout, a 421 greeting, a refused login): nothing of the message was sent, so sending it
+    again as soon as the relay answers can never make a duplicate (workers.recovery)."""
+
+
 class PermanentFailure(DeliveryError):
     """Do not try again: the receiver refused this message for good."""
 

@@ -16,11 +16,19 @@ import smtplib
 import ssl
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
+from service.db import utcnow
 from service.settings import Settings
-from workers.retry import DeliveryError, PermanentFailure, TemporaryFailure, smtp_failure
+from workers.retry import (
+    DeliveryError,
+    PermanentFailure,
+    RelayUnreachable,
+    TemporaryFailure,
+    smtp_failure,
+)
 
 IDLE_SECONDS = 30.0  # a connection idle longer than this is closed rather than trusted
 MAX_MESSAGES_PER_CONNECTION = 200  # servers throttle long sessions; start afresh now and then
@@ -51,6 +59,9 @@ class SmtpTransport:
         self._connection: smtplib.SMTP | None = None
         self._last_used = 0.0
         self._sent_on_connection = 0
+        # When the open connection was made: an email accepted on it shows that the relay took
+        # a new session at that time (workers.recovery).
+        self.connected_at: datetime | None = None
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -95,18 +106,19 @@ class SmtpTransport:
             if s.smtp_username:
                 connection.login(s.smtp_username, s.smtp_password.reveal())
         except smtplib.SMTPAuthenticationError as exc:
-            raise TemporaryFailure(f"SMTP login refused: {exc.smtp_code}", exc.smtp_code) from exc
+            raise RelayUnreachable(f"SMTP login refused: {exc.smtp_code}", exc.smtp_code) from exc
         except smtplib.SMTPConnectError as exc:
-            raise TemporaryFailure(
+            raise RelayUnreachable(
                 f"SMTP refused the connection: {exc.smtp_code}", exc.smtp_code
             ) from exc
         except smtplib.SMTPResponseException as exc:
-            raise TemporaryFailure(f"SMTP greeting {exc.smtp_code}", exc.smtp_code) from exc
+            raise RelayUnreachable(f"SMTP greeting {exc.smtp_code}", exc.smtp_code) from exc
         except TimeoutError as exc:
-            raise TemporaryFailure("SMTP connect timed out") from exc
+            raise RelayUnreachable("SMTP connect timed out") from exc
         except _CONNECTION_ERRORS as exc:
-            raise TemporaryFailure(f"SMTP connection failed: {type(exc).__name__}") from exc
+            raise RelayUnreachable(f"SMTP connection failed: {type(exc).__name__}") from exc
         self._sent_on_connection = 0
+        self.connected_at = utcnow()
         return connection
 
     def _fresh_enough(self) -> bool:
@@ -129,13 +141,13 @@ class SmtpTransport:
             # The server had dropped our idle connection before MAIL: nothing was sent.
             self._drop()
             if not reused:
-                raise TemporaryFailure("SMTP connection closed before MAIL") from None
+                raise RelayUnreachable("SMTP connection closed before MAIL") from None
             self._connection = self._connect()
             try:
                 return self._transaction(self._connection, message, sender, recipients)
             except _StaleConnection:
                 self._drop()
-                raise TemporaryFailure("SMTP connection closed before MAIL") from None
+                raise RelayUnreachable("SMTP connection closed before MAIL") from None
         finally:
             self._last_used = time.monotonic()
 
