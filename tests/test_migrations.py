@@ -11,5 +11,6 @@ from service.models import metadata
 
 def test_migrated_database_matches_the_models(engine: Engine) -> None:
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+        migrated = MigrationContext.configure(connection, opts={"compare_server_default": True})
+        differences = compare_metadata(migrated, metadata)
     assert differences == []

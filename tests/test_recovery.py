@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from service.db import utcnow
-from service.models import RETRYING
+from service.models import RETRYING, SENDING
 from service.settings import Settings
 from tests.conftest import ADMISSIONS as ADMISSIONS_EMAIL
 from tests.support.forms import person
@@ -36,24 +36,28 @@ def test_only_email_that_could_not_reach_the_relay_is_released(
     waiting = {}
     for name, values in {
         "refused connection": {"waits_for_relay": True},
-        "421 greeting": {"waits_for_relay": True, "last_code": 421},
+        "timed out": {"waits_for_relay": True},
         # May have arrived: sending it again at once could make a duplicate.
         "connection lost during DATA": {"waits_for_relay": False},
         "451 for a recipient": {"waits_for_relay": False, "last_code": 451},
         "could not reach it after it was back": {"waits_for_relay": True, "updated_at": utcnow()},
+        "due already": {"waits_for_relay": True, "next_attempt_at": failed_at},
+        "being sent": {"waits_for_relay": True, "state": SENDING},
     }.items():
         delivery_id = store_one(engine).deliveries[0]["id"]
-        row = {"state": RETRYING, "next_attempt_at": later, "updated_at": failed_at, **values}
+        row = {"state": RETRYING, "next_attempt_at": later, "updated_at": failed_at}
+        row.update(values)
         set_row(engine, delivery_id, enqueued_at=failed_at, **row)
         waiting[name] = delivery_id
 
     now = utcnow()
     assert release_waiting(ctx, relay_back, now) == 2
-    released = {waiting["refused connection"], waiting["421 greeting"]}
-    assert {d for d, _ in published} == released  # published at once, not at the next sweep
+    released = {waiting["refused connection"], waiting["timed out"]}
     for name, delivery_id in waiting.items():
         due = state_of(engine, delivery_id)["next_attempt_at"]
         assert (due == now) == (delivery_id in released), name
+    # Published at once, not at the next sweep (which also takes what was due anyway).
+    assert {d for d, _ in published} == released | {waiting["due already"]}
     assert release_waiting(ctx, relay_back, now) == 0  # nothing left waiting
     ctx.close()
 
@@ -61,22 +65,28 @@ def test_only_email_that_could_not_reach_the_relay_is_released(
 @pytest.mark.parametrize(
     ("fault", "waits"),
     [
-        ({"stage": "connect", "code": 421}, True),
+        ({}, True),  # nothing listens: the connection is refused
+        ({"stage": "connect", "code": 421}, False),  # a reply: relays throttle with it
         ({"stage": "drop"}, False),  # the connection was cut after the final dot
         ({"stage": "rcpt", "code": 451}, False),
-        ({"stage": "mail", "code": 421}, False),  # a 421 on an open session: throttling
+        ({"stage": "mail", "code": 421}, False),
     ],
 )
 def test_an_attempt_says_whether_it_could_reach_the_relay(
     settings: Settings, engine: Engine, smtp: SmtpSink, fault: dict, waits: bool
 ) -> None:
     ctx = context(settings, [])
-    smtp.fail(**fault)
-    owned = claim(ctx, store_one(engine).deliveries[0]["id"])[0]
+    if fault:
+        smtp.fail(**fault)
+    else:
+        smtp.stop()
+    delivery_id = store_one(engine).deliveries[0]["id"]
+    set_row(engine, delivery_id, waits_for_relay=not waits)  # each outcome sets it anew
+    owned = claim(ctx, delivery_id)[0]
     outcome = attempt(ctx, owned)
     record(ctx, owned, outcome)
     assert outcome.state == RETRYING
-    assert state_of(engine, owned.id)["waits_for_relay"] is waits
+    assert state_of(engine, delivery_id)["waits_for_relay"] is waits
     ctx.close()
 
 
@@ -121,11 +131,11 @@ def test_after_an_outage_the_backlog_goes_when_the_relay_is_back(
         tmp_path / "worker.log",
     ).start()
     try:
-        smtp.fail("connect", 421, times=-1)  # the relay is down
+        smtp.stop()  # the relay is down: connections are refused
         for n in range(3):
             client.post("/f/contact", json=person(name=f"Person {n}", email=None))
         wait_until(lambda: delivery_states(engine) == {"retrying": 3})
-        smtp.clear_faults()  # back; the three wait for their backoff of up to an hour
+        smtp.start()  # back; the three wait for their backoff of up to an hour
         client.post("/f/contact", json=person(name="Person 3", email=None))
         notices = smtp.wait_for(4, address=ADMISSIONS_EMAIL, timeout=30)
         wait_until(lambda: delivery_states(engine) == {"sent": 4})

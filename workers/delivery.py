@@ -200,7 +200,7 @@ def process(context: WorkerContext, delivery_id: str) -> list[Outcome]:
         _record_patiently(context, owned, outcome)
         outcomes.append(outcome)
         if outcome.state == SENT and owned.delivery["channel"] == "email":
-            relay_up_since = context.transport.connected_at
+            relay_up_since = context.transport.connected_at or relay_up_since
         if outcome.fallback_id:
             context.publish(outcome.fallback_id, queue_for(URGENT_PRIORITY))
         log.info(

@@ -4,13 +4,15 @@ Retries back off with full jitter, up to hours apart (INTAKE_RETRY_MAX_SECONDS).
 while the relay is down, but once it is back it would spread an outage's backlog over the next
 hours, and an inquiry to admissions would arrive long after mail flows again. So when an email
 is accepted on a connection, the deliveries whose last attempt could not reach the relay before
-that connection was opened (`waits_for_relay`: refused or timed-out connection, a 421 greeting,
-a refused login; nothing of the message was sent) are made due now and published at once.
+that connection was opened (`waits_for_relay`: a connection refused, reset or timed out, a
+failed TLS handshake; the relay said nothing and nothing was sent) are made due now and
+published at once.
 
 Only those: sending them again can never make a duplicate, and the relay has since taken a new
-session. Every other temporary failure keeps its backoff: a 4xx for one recipient or after DATA,
-a connection lost during DATA (the message may have arrived), a relay that throttles sessions
-already open. Webhooks never wait for the relay.
+session. Every other temporary failure keeps its backoff: any reply from the relay (a 421
+greeting or a refused login, with which relays throttle; a 4xx for one recipient or after DATA)
+and a connection lost during DATA (the message may have arrived). Webhooks never wait for the
+relay.
 """
 
 from __future__ import annotations

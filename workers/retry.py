@@ -29,9 +29,10 @@ class TemporaryFailure(DeliveryError):
 
 
 class RelayUnreachable(TemporaryFailure):
-    """The mail relay could not be reached or would not start a session (refused connection,
-    timeout, a 421 greeting, a refused login): nothing of the message was sent, so sending it
-    again as soon as the relay answers can never make a duplicate (workers.recovery)."""
+    """No SMTP session with the relay: the connection was refused, reset, timed out or failed
+    its TLS handshake, or closed before MAIL. Nothing of the message was sent and the relay
+    said nothing, so it is sent again as soon as the relay takes email (workers.recovery);
+    a reply such as a 421 greeting keeps its backoff, since relays throttle with it."""
 
 
 class PermanentFailure(DeliveryError):

@@ -65,6 +65,7 @@ class SmtpTransport:
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
+        self.connected_at = None
         if connection is not None:
             try:
                 connection.quit()
@@ -78,6 +79,7 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
+        self.connected_at = None
         if connection is not None:
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
@@ -105,14 +107,16 @@ class SmtpTransport:
                 connection.ehlo()
             if s.smtp_username:
                 connection.login(s.smtp_username, s.smtp_password.reveal())
+        # A reply (a 421 greeting, a refused login) keeps the retry's backoff: relays throttle
+        # with them. No reply at all (refused, reset, timed out, TLS failed) is RelayUnreachable.
         except smtplib.SMTPAuthenticationError as exc:
-            raise RelayUnreachable(f"SMTP login refused: {exc.smtp_code}", exc.smtp_code) from exc
+            raise TemporaryFailure(f"SMTP login refused: {exc.smtp_code}", exc.smtp_code) from exc
         except smtplib.SMTPConnectError as exc:
-            raise RelayUnreachable(
+            raise TemporaryFailure(
                 f"SMTP refused the connection: {exc.smtp_code}", exc.smtp_code
             ) from exc
         except smtplib.SMTPResponseException as exc:
-            raise RelayUnreachable(f"SMTP greeting {exc.smtp_code}", exc.smtp_code) from exc
+            raise TemporaryFailure(f"SMTP greeting {exc.smtp_code}", exc.smtp_code) from exc
         except TimeoutError as exc:
             raise RelayUnreachable("SMTP connect timed out") from exc
         except _CONNECTION_ERRORS as exc:

@@ -158,13 +158,23 @@ class SmtpSink:
         self.port = port or free_port()
         self._state = _State()
         self._controller = _Controller(self._state, self.port)
+        self._stopped = False
 
     def start(self) -> SmtpSink:
+        """Start, or start again after stop() on the same port (the relay is back)."""
+        if self._stopped:
+            handler = self._controller.handler
+            self._controller = _Controller(self._state, self.port)
+            self._controller.handler = handler  # with whatever a test changed on it
         self._controller.start()
+        self._stopped = False
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        """Stop listening: connections are refused, as when the relay is down."""
+        if not self._stopped:
+            self._controller.stop()
+            self._stopped = True
 
     def fail(
         self,
