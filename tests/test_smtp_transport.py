@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -41,26 +40,11 @@ def message(to: str = "a@test.example") -> EmailMessage:
     return msg
 
 
-def offer_pipelining(server: SmtpSink) -> None:
-    """Make the sink offer PIPELINING (aiosmtpd reads pipelined commands but does not say so)."""
-
-    async def handle_EHLO(
-        smtp: object, session: Any, envelope: object, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
-
-    server._controller.handler.handle_EHLO = handle_EHLO
-
-
 @pytest.fixture(params=["pipelining", "one command at a time"])
 def sink(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
     """Every test runs against a server that offers PIPELINING (the envelope goes out in one
     write) and one that does not."""
-    server = SmtpSink()
-    if request.param == "pipelining":
-        offer_pipelining(server)
-    server.start()
+    server = SmtpSink(pipelining=request.param == "pipelining").start()
     yield server
     server.stop()
 
@@ -99,7 +83,7 @@ def test_pipelining_sends_the_envelope_in_one_write(
     assert report.accepted == ["a@test.example", "b@test.example"]
     assert sink.received[-1].recipients == ["a@test.example", "b@test.example"]
     commands = [w for w in writes if not w.lower().startswith(b"quit")]
-    if transport_pipelines(sink):
+    if sink.pipelining:
         assert commands[0] == (
             b"MAIL FROM:<care@test.example>\r\nRCPT TO:<a@test.example>\r\n"
             b"RCPT TO:<b@test.example>\r\nDATA\r\n"
@@ -107,10 +91,6 @@ def test_pipelining_sends_the_envelope_in_one_write(
         assert len(commands) == 2  # the envelope, then the message
     else:
         assert len(commands) == 5  # MAIL, RCPT, RCPT, DATA, the message
-
-
-def transport_pipelines(sink: SmtpSink) -> bool:
-    return hasattr(sink._controller.handler, "handle_EHLO")
 
 
 def test_a_message_line_starting_with_a_dot_arrives_intact(sink: SmtpSink) -> None:

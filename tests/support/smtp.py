@@ -69,8 +69,9 @@ class _State:
 
 
 class _Handler:
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: _State, pipelining: bool) -> None:
         self.state = state
+        self.pipelining = pipelining
 
     async def handle_EHLO(
         self,
@@ -83,6 +84,8 @@ class _Handler:
         """Advertise PIPELINING, as real servers do: aiosmtpd reads commands line by line, so a
         client's pipelined MAIL, RCPT and DATA are answered in order, each at its own stage."""
         session.host_name = hostname
+        if not self.pipelining:
+            return responses
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(
@@ -143,8 +146,8 @@ class _FaultySMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, state: _State, port: int) -> None:
-        super().__init__(_Handler(state), hostname="127.0.0.1", port=port)
+    def __init__(self, state: _State, port: int, pipelining: bool) -> None:
+        super().__init__(_Handler(state, pipelining), hostname="127.0.0.1", port=port)
         self._state = state
 
     def factory(self) -> SMTP:
@@ -154,18 +157,17 @@ class _Controller(Controller):
 class SmtpSink:
     """Start it, point INTAKE_SMTP_PORT at `port`, script faults, read what arrived."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, pipelining: bool = True) -> None:
         self.port = port or free_port()
+        self.pipelining = pipelining  # offer PIPELINING (as nearly every relay does), or not
         self._state = _State()
-        self._controller = _Controller(self._state, self.port)
+        self._controller = _Controller(self._state, self.port, pipelining)
         self._stopped = False
 
     def start(self) -> SmtpSink:
         """Start, or start again after stop() on the same port (the relay is back)."""
         if self._stopped:
-            handler = self._controller.handler
-            self._controller = _Controller(self._state, self.port)
-            self._controller.handler = handler  # with whatever a test changed on it
+            self._controller = _Controller(self._state, self.port, self.pipelining)
         self._controller.start()
         self._stopped = False
         return self
