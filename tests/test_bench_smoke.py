@@ -13,13 +13,25 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.loadgen import paced, submission_body, wrk, wrk_available
+from bench.loadgen import WrkResult, paced, submission_body, wrk, wrk_available
 from bench.measure import Figures
 from bench.report import rows, table
 from bench.stack import Bench, count_submissions, delivery_counts
 from service.db import migrate
 
 pytestmark = pytest.mark.integration
+
+
+def smoke_wrk(url: str, mode: str, run: str) -> WrkResult:
+    """One second of submit.lua on two connections: enough to see the harness work."""
+    return wrk(
+        url + "/f/contact",
+        "submit.lua",
+        seconds=1,
+        connections=2,
+        threads=1,
+        script_args=[mode, run],
+    )
 
 
 def test_sink_records_each_accepted_message_by_message_id(tmp_path: Path) -> None:
@@ -51,14 +63,7 @@ def test_load_generators_submit_accepted_stored_submissions(tmp_path: Path) -> N
         results = Figures()
         if wrk_available():
             for mode in ("json", "form"):
-                result = wrk(
-                    url + "/f/contact",
-                    "submit.lua",
-                    seconds=1,
-                    connections=2,
-                    threads=1,
-                    script_args=[mode, f"smoke-{mode}"],
-                )
+                result = smoke_wrk(url, mode, f"smoke-{mode}")
                 assert result.requests > 0
                 assert result.errors == 0  # 202 for JSON, 303 for the browser form
                 stored += result.requests
@@ -79,14 +84,7 @@ def test_floor_reference_stores_and_queues_every_accepted_submission(tmp_path: P
         bench.fresh_database()
         migrate(bench.database_url)
         proc, url = bench.serve("floor", "bench.floor_app:create_floor_app", factory=True)
-        result = wrk(
-            url + "/f/contact",
-            "submit.lua",
-            seconds=1,
-            connections=2,
-            threads=1,
-            script_args=["json", "smoke-floor"],
-        )
+        result = smoke_wrk(url, "json", "smoke-floor")
         bench.stop(proc)  # the publisher sends what waits before it stops
         assert result.requests > 0
         assert result.errors == 0
